@@ -1,0 +1,53 @@
+"""Shared pieces of the samplers: the per-step info record, drift helper and input checks."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["StepInfo", "drift", "check_step_size", "check_K", "check_positive_int"]
+
+
+class StepInfo(NamedTuple):
+    """Diagnostics of one step, per chain.
+
+    grad_evals: ``[n]`` int64, gradient evaluations this step made for each chain.
+    accepted:   ``[n]`` bool for Metropolis-adjusted methods, else ``None``.
+    """
+
+    grad_evals: torch.Tensor
+    accepted: torch.Tensor | None = None
+
+
+def drift(target, x: torch.Tensor) -> torch.Tensor:
+    """The Langevin drift ``b(x) = -∇F(x)`` (one gradient evaluation per row of ``x``)."""
+    return -target.grad_potential(x)
+
+
+def check_step_size(step_size) -> float:
+    """Return ``step_size`` as a float, or raise ValueError unless it is finite and > 0."""
+    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real):
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+    value = float(step_size)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+    return value
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise ValueError unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_K(K) -> int:
+    """Return the number of Poisson-midpoint sub-steps ``K`` as an int >= 1, or raise."""
+    if K is None:
+        raise ValueError("K (the number of Poisson-midpoint sub-steps) is required, got None")
+    return check_positive_int(K, "K", 1)

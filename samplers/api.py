@@ -1,0 +1,204 @@
+"""One entry point for every overdamped sampler: :func:`sample`."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from . import lmc, mala, plmc, rlmc
+from ._common import check_K, check_positive_int, check_step_size
+
+__all__ = ["METHODS", "SampleResult", "sample", "make_generator"]
+
+
+@dataclass(frozen=True)
+class _Method:
+    init: Callable
+    step: Callable
+    takes_K: bool
+    description: str
+
+
+METHODS: dict[str, _Method] = {
+    "lmc": _Method(lmc.init, lmc.step, False, "Langevin Monte Carlo (Euler–Maruyama), 1 gradient/step"),
+    "plmc": _Method(plmc.init, plmc.step, True,
+                    "Poisson-midpoint LMC, K-independent sampling, 2 - 1/K gradients/step on average"),
+    "plmc_ref": _Method(plmc.init, plmc.step_reference, True,
+                        "Poisson-midpoint LMC, plain loop over K fine steps (reference, O(K) time)"),
+    "rlmc": _Method(rlmc.init, rlmc.step, False, "randomized midpoint LMC (Shen & Lee), 2 gradients/step"),
+    "mala": _Method(mala.init, mala.step, False, "Metropolis-adjusted Langevin, 1 gradient/step (+1 at start)"),
+}
+
+
+@dataclass
+class SampleResult:
+    """What :func:`sample` returns.
+
+    x:           ``[n_chains, d]`` final states.
+    grad_evals:  ``[n_chains]`` int64, gradient evaluations made by each chain (MALA's start
+                 included).
+    diverged:    ``[n_chains]`` bool, chains whose state stopped being finite at some step.
+                 Their rows of ``x`` are not finite; metrics refuse them, so drop or report them.
+    trace:       ``[n_records, n_chains, d]`` states at ``trace_steps`` (``None`` unless
+                 ``record_every`` was given); the start is record 0.
+    trace_steps: step index of each record.
+    trace_grad_evals: ``[n_records, n_chains]`` cumulative gradient evaluations at each record.
+    acceptance:  mean acceptance rate per chain (MALA only).
+    settings:    the arguments that produced this result.
+    """
+
+    x: torch.Tensor
+    grad_evals: torch.Tensor
+    diverged: torch.Tensor
+    trace: Optional[torch.Tensor] = None
+    trace_steps: list = field(default_factory=list)
+    trace_grad_evals: Optional[torch.Tensor] = None
+    acceptance: Optional[torch.Tensor] = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_diverged(self) -> int:
+        return int(self.diverged.sum())
+
+
+def make_generator(seed: int, device) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def _check_device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def sample(
+    method: str,
+    target,
+    n_chains: int,
+    n_steps: int,
+    step_size: float,
+    *,
+    K: Optional[int] = None,
+    x0: Optional[torch.Tensor] = None,
+    seed: int = 0,
+    device="cpu",
+    dtype: torch.dtype = torch.float64,
+    record_every: Optional[int] = None,
+    callback: Optional[Callable] = None,
+) -> SampleResult:
+    """Run ``n_chains`` independent chains of ``method`` for ``n_steps`` steps of ``step_size``.
+
+    method:       one of :data:`METHODS` (``"lmc"``, ``"plmc"``, ``"plmc_ref"``, ``"rlmc"``,
+                  ``"mala"``).
+    target:       a :class:`targets.Target`; it is converted to ``device`` / ``dtype``.
+    K:            Poisson-midpoint sub-steps (``"plmc"``, ``"plmc_ref"`` only; required there).
+    x0:           ``[n_chains, d]`` or ``[d]`` start on ``device`` with ``dtype``.  Default: i.i.d.
+                  ``N(0, I_d)`` draws from the run's generator (the same for every method with
+                  the same seed, so methods start from the same points).
+    seed:         seeds a ``torch.Generator`` on ``device``: the same seed and arguments give
+                  the same numbers bit for bit on the CPU.
+    record_every: keep the states every ``record_every`` steps (and at the start and the end).
+    callback:     called as ``callback(step_index, state, info)`` after every step.
+
+    All inputs are checked before any work; a bad one raises ValueError naming it.  Chains whose
+    state becomes non-finite are flagged in ``result.diverged`` and a warning says how many.
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    spec = METHODS[method]
+    n_chains = check_positive_int(n_chains, "n_chains", 1)
+    n_steps = check_positive_int(n_steps, "n_steps", 0)
+    step_size = check_step_size(step_size)
+    if spec.takes_K:
+        K = check_K(K)
+    elif K is not None:
+        raise ValueError(f"method {method!r} takes no K, got K={K!r}")
+    if record_every is not None:
+        record_every = check_positive_int(record_every, "record_every", 1)
+    dtype = _check_dtype(dtype)
+    device = _check_device(device)
+    if not hasattr(target, "grad_potential") or not hasattr(target, "dim"):
+        raise ValueError(f"target must be a targets.Target, got {type(target).__name__}")
+    d = target.dim
+    if x0 is not None:
+        if not isinstance(x0, torch.Tensor):
+            raise ValueError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+        if x0.dtype != dtype:
+            raise ValueError(f"x0 has dtype {x0.dtype} but the run uses dtype {dtype}")
+        if x0.device.type != device.type or (device.index is not None and x0.device != device):
+            raise ValueError(f"x0 is on device {x0.device} but the run uses device {device}")
+        if x0.shape == (d,):
+            x0 = x0.expand(n_chains, d)
+        elif tuple(x0.shape) != (n_chains, d):
+            raise ValueError(f"x0 must have shape [{n_chains}, {d}] or [{d}], got {list(x0.shape)}")
+        if not torch.isfinite(x0).all():
+            raise ValueError("x0 contains non-finite values")
+    target = target.to(device=device, dtype=dtype)
+
+    gen = make_generator(seed, device)
+    if x0 is None:
+        x0 = torch.randn((n_chains, d), generator=gen, device=device, dtype=dtype)
+    x0 = x0.clone()
+
+    extra = (K,) if spec.takes_K else ()
+    state = spec.init(x0, target)
+    grad_evals = torch.full((n_chains,), 1 if method == "mala" else 0, dtype=torch.int64, device=device)
+    diverged = torch.zeros(n_chains, dtype=torch.bool, device=device)
+    accepted = torch.zeros(n_chains, dtype=torch.int64, device=device) if method == "mala" else None
+    records, rec_steps, rec_evals = [], [], []
+
+    def record(k):
+        records.append(state.x.clone())
+        rec_steps.append(k)
+        rec_evals.append(grad_evals.clone())
+
+    if record_every is not None:
+        record(0)
+    for k in range(1, n_steps + 1):
+        state, info = spec.step(gen, state, target, step_size, *extra)
+        grad_evals += info.grad_evals
+        diverged |= ~torch.isfinite(state.x).all(dim=-1)
+        if accepted is not None:
+            accepted += info.accepted
+        if record_every is not None and (k % record_every == 0 or k == n_steps):
+            record(k)
+        if callback is not None:
+            callback(k, state, info)
+
+    n_div = int(diverged.sum())
+    if n_div:
+        warnings.warn(
+            f"{method}: {n_div} of {n_chains} chains diverged (non-finite state) with step_size="
+            f"{step_size}{'' if K is None else f', K={K}'}; they are flagged in result.diverged",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return SampleResult(
+        x=state.x,
+        grad_evals=grad_evals,
+        diverged=diverged,
+        trace=torch.stack(records) if records else None,
+        trace_steps=rec_steps,
+        trace_grad_evals=torch.stack(rec_evals) if rec_evals else None,
+        acceptance=(accepted.to(dtype) / max(n_steps, 1)) if accepted is not None else None,
+        settings=dict(method=method, n_chains=n_chains, n_steps=n_steps, step_size=step_size, K=K,
+                      seed=seed, device=str(device), dtype=str(dtype).replace("torch.", ""),
+                      target=repr(target)),
+    )

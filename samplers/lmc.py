@@ -1,0 +1,35 @@
+"""LMC: the Euler–Maruyama discretization of overdamped Langevin dynamics.
+
+    X_{k+1} = X_k + eta * b(X_k) + sqrt(2 eta) * Z_k,     b = -∇F,  Z_k ~ N(0, I_d)
+
+One gradient evaluation per step.  See docs/method.md section 2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from ._common import StepInfo, check_step_size, drift
+
+__all__ = ["LMCState", "init", "step"]
+
+
+class LMCState(NamedTuple):
+    x: torch.Tensor  # [n, d]
+
+
+def init(x: torch.Tensor, target=None) -> LMCState:
+    return LMCState(x)
+
+
+def step(generator: torch.Generator, state: LMCState, target, step_size: float):
+    """One LMC step for every chain; returns ``(new_state, StepInfo)``."""
+    eta = check_step_size(step_size)
+    x = state.x
+    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    x_new = x + eta * drift(target, x) + math.sqrt(2.0 * eta) * z
+    evals = torch.ones(x.shape[0], dtype=torch.int64, device=x.device)
+    return LMCState(x_new), StepInfo(evals)

@@ -1,0 +1,44 @@
+"""RLMC: the randomized midpoint method of Shen & Lee, overdamped (docs/method.md section 5).
+
+With ``u ~ U[0, 1]`` per chain and one Brownian path ``W`` on ``[0, eta]``:
+
+    Y  = X + u eta b(X) + sqrt(2) W(u eta)
+    X' = X + eta b(Y)   + sqrt(2) W(eta),     W(eta) = W(u eta) + (W(eta) - W(u eta))
+
+The midpoint's noise is part of the full step's noise (one path, two independent increments).
+Two gradient evaluations per step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from ._common import StepInfo, check_step_size, drift
+
+__all__ = ["RLMCState", "init", "step"]
+
+
+class RLMCState(NamedTuple):
+    x: torch.Tensor  # [n, d]
+
+
+def init(x: torch.Tensor, target=None) -> RLMCState:
+    return RLMCState(x)
+
+
+def step(generator: torch.Generator, state: RLMCState, target, step_size: float):
+    """One RLMC step; draws, in order: ``u`` ``[n]``, ``Z_1``, ``Z_2`` ``[n, d]``."""
+    eta = check_step_size(step_size)
+    x = state.x
+    u = torch.rand(x.shape[0], 1, generator=generator, device=x.device, dtype=x.dtype)
+    z1 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z2 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    w_mid = torch.sqrt(u * eta) * z1                       # W(u eta)
+    w_end = w_mid + torch.sqrt((1.0 - u) * eta) * z2        # W(eta)
+    y = x + (u * eta) * drift(target, x) + math.sqrt(2.0) * w_mid
+    x_new = x + eta * drift(target, y) + math.sqrt(2.0) * w_end
+    evals = torch.full((x.shape[0],), 2, dtype=torch.int64, device=x.device)
+    return RLMCState(x_new), StepInfo(evals)
