@@ -1,0 +1,1 @@
+"""Experiments with a command line: ``python -m labs.rate_sweep``."""

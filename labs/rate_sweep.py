@@ -1,0 +1,404 @@
+"""Convergence rates and the Poisson-midpoint speed-up, measured: ``python -m labs.rate_sweep``.
+
+Studies (``--study``):
+
+``rate`` (default)
+    For each target and sampler, the error after a budget of ``N`` gradient evaluations per chain,
+    for a list of budgets.  Each budget fixes the step size through a common integration time
+    ``T`` (the horizon): ``n_steps = N / (evaluations per step)`` and ``eta = T / n_steps``, so
+    every sampler integrates the same dynamics for the same time and differs only in how it
+    discretizes it.  PLMC's ``K`` grows like ``1/eta`` (``K = ceil(k_scale / eta)``, the regime
+    of the quadratic speed-up) or stays fixed (``--k-schedule fixed``).  Chains start from the
+    target (exact samples, or the exact law on Gaussians) unless ``--start standard``, so the
+    error measured is the discretization error accumulated over ``T``.  It fits the slope of
+    log(error) against log(gradient evaluations) and the ratio of slopes PLMC/LMC: about 2 is
+    the quadratic speed-up.
+``theorem``
+    The theorem's own quantity: the distance between PLMC(``eta``, ``K``) and LMC(``eta/K``)
+    after time ``T``, as ``eta`` and ``K`` vary, next to LMC(``eta``) vs LMC(``eta/K``) as a
+    baseline (what running the coarse chain without the correction costs).
+``bias``
+    Stationary bias against the step size (exact stationary laws on Gaussian targets; long runs
+    from the target elsewhere), with fitted orders in ``eta``.
+``scaling``
+    The ``rate`` study on Gaussians over ``--dims`` x ``--kappas``: how slopes and the
+    speed-up ratio depend on dimension and condition number.
+
+Outputs in ``--out``: ``results.csv`` (tidy rows, one finished cell at a time, so an interrupted
+run keeps its work and ``--resume`` completes it), ``summary.json`` (fits, ratios, settings), a
+figure ``rate_sweep.png`` and a printed table with a one-line verdict per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+import zlib
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from labs.config import STUDIES, SweepConfig, load_config_file
+from labs.fitting import fit_slope, select_points, slope_ratio
+from labs.measures import (EXACT_METRICS, METRIC_NAMES, check_metric, default_metric,
+                           measure_samples, noise_floor_samples)
+from labs.store import ResultStore, cell_key
+
+__all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "plan_cells",
+           "schedule_for_budget", "summarize"]
+
+COLUMNS = ["study", "target", "dim", "kappa", "sampler", "k_schedule", "k_scale", "step_size", "K",
+           "K_ref", "budget", "n_steps", "horizon", "start", "seed", "chains", "metric", "kind", "grad_evals",
+           "value", "ci_low", "ci_high", "se", "status", "n_diverged", "device", "dtype", "cell"]
+
+# Per-target defaults: dimension, integration time T, budgets (gradient evaluations per chain).
+TARGET_DEFAULTS = {
+    # Gaussians: budgets are multiplied by kappa (step sizes scale like 1/L, the horizon like 1/m).
+    "gaussian": dict(dim=10, horizon=5.0, budgets=[40, 80, 160, 320, 640, 1280]),
+    "gaussian_diag": dict(dim=10, horizon=5.0, budgets=[40, 80, 160, 320, 640, 1280]),
+    "holley_stroock": dict(dim=4, horizon=2.0, budgets=[8, 16, 32, 64, 128, 256]),
+    "double_well": dict(dim=4, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
+    "mixture": dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
+    "ring": dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
+    "logistic": dict(dim=5, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
+}
+QUICK = dict(chains=4000, budgets_keep=4)
+
+
+# ------------------------------------------------------------------------------------------------
+# planning
+
+
+def _evals_per_step(sampler: str, K) -> float:
+    if sampler in ("plmc", "plmc_ref"):
+        return 2.0 - 1.0 / K
+    return 2.0 if sampler == "rlmc" else 1.0
+
+
+def schedule_for_budget(sampler: str, budget: int, horizon: float, cfg: SweepConfig):
+    """``(n_steps, step_size, K)`` spending about ``budget`` gradient evaluations over time ``T``.
+
+    PLMC's evaluations per step depend on ``K``, which (growing schedule) depends on the step
+    size: the fixed point is found in a few rounds.
+    """
+    takes_K = sampler in ("plmc", "plmc_ref")
+    K = cfg.k_fixed if takes_K and cfg.k_schedule == "fixed" else (1 if takes_K else None)
+    for _ in range(10):
+        per = _evals_per_step(sampler, K) if takes_K else _evals_per_step(sampler, None)
+        n_steps = max(1, int(round(budget / per)))
+        eta = horizon / n_steps
+        if not takes_K or cfg.k_schedule == "fixed":
+            break
+        new_K = max(1, math.ceil(cfg.k_scale / eta - 1e-9))
+        if new_K == K:
+            break
+        K = new_K
+    return n_steps, eta, K
+
+
+def _resolve(cfg: SweepConfig, target_name: str, kappa: float) -> dict:
+    d = TARGET_DEFAULTS[target_name]
+    if cfg.budgets is not None:
+        budgets = list(cfg.budgets)
+    elif target_name.startswith("gaussian"):
+        budgets = [int(round(b * max(1.0, kappa))) for b in d["budgets"]]
+    else:
+        budgets = list(d["budgets"])
+    if cfg.quick and cfg.budgets is None:
+        budgets = budgets[: QUICK["budgets_keep"]]
+    return dict(dim=cfg.dim if cfg.dim is not None else d["dim"],
+                horizon=cfg.horizon if cfg.horizon is not None else d["horizon"], budgets=budgets)
+
+
+def build_target(name: str, dim: int, kappa: float, seed: int = 0):
+    from targets import make_target
+
+    kappa = float(kappa) if name.startswith("gaussian") and kappa not in ("", None) else 1.0
+    return make_target(name, dim=dim, kappa=kappa, seed=seed)
+
+
+def plan_cells(cfg: SweepConfig) -> list[dict]:
+    """Every cell the sweep runs, as plain settings dicts (each is one unit of resumable work)."""
+    cells = []
+    if cfg.study == "scaling":
+        grid = [("gaussian", d, k) for d in cfg.dims for k in cfg.kappas]
+    else:
+        grid = [(t, None, cfg.kappa) for t in cfg.targets]
+    for tname, dim_override, kappa in grid:
+        r = _resolve(cfg, tname, kappa)
+        dim = dim_override if dim_override is not None else r["dim"]
+        target = build_target(tname, dim, kappa)
+        metric = cfg.metric or default_metric(target)
+        check_metric(metric, target)
+        exact = metric in EXACT_METRICS
+        base = dict(study=cfg.study, target=tname, dim=dim, kappa=kappa if "gaussian" in tname else "",
+                    horizon=r["horizon"], start=cfg.start, chains=cfg.chains, metric=metric,
+                    device=cfg.device, dtype=cfg.dtype)
+        seeds = [cfg.seed] if exact else [cfg.seed + s for s in range(cfg.seeds)]
+        if not exact:
+            for s in seeds:
+                cells.append(dict(base, kind="floor", sampler="exact", seed=s))
+        if cfg.study in ("rate", "scaling"):
+            for sampler in cfg.samplers:
+                if exact and sampler == "mala":
+                    continue  # MALA's law has no linear recursion; it is unbiased anyway
+                if metric == "kl" and sampler != "lmc":
+                    continue  # only LMC's law is Gaussian
+                for budget in r["budgets"]:
+                    n_steps, eta, K = schedule_for_budget(sampler, budget, r["horizon"], cfg)
+                    for s in seeds:
+                        cells.append(dict(base, kind="run", sampler=sampler, budget=budget, n_steps=n_steps,
+                                          step_size=eta, K=K, k_schedule=cfg.k_schedule if K else "",
+                                          k_scale=cfg.k_scale if K else "", seed=s))
+        elif cfg.study == "theorem":
+            etas = cfg.step_sizes or _default_etas(target, 4)
+            for eta in etas:
+                n_steps = max(1, int(round(r["horizon"] / eta)))
+                for K in cfg.Ks:
+                    for s in seeds:
+                        for sampler, e, k in (("plmc", eta, K), ("lmc", eta, None)):
+                            cells.append(dict(base, kind="gap", sampler=sampler, n_steps=n_steps, step_size=e,
+                                              K=k, K_ref=K, seed=s, k_schedule="fixed" if k else "",
+                                              k_scale=""))
+        elif cfg.study == "bias":
+            etas = cfg.step_sizes or _default_etas(target, 6)
+            for sampler in cfg.samplers:
+                if exact and sampler == "mala":
+                    continue
+                for eta in etas:
+                    K = None
+                    if sampler in ("plmc", "plmc_ref"):
+                        K = cfg.k_fixed if cfg.k_schedule == "fixed" else max(1, math.ceil(cfg.k_scale / eta - 1e-9))
+                    n_steps = max(1, int(round(r["horizon"] / eta)))
+                    for s in seeds:
+                        cells.append(dict(base, kind="bias", sampler=sampler, n_steps=n_steps, step_size=eta, K=K,
+                                          k_schedule=cfg.k_schedule if K else "", k_scale=cfg.k_scale if K else "",
+                                          seed=s))
+    for c in cells:
+        c["cell"] = cell_key(c)
+    return cells
+
+
+def _default_etas(target, n: int) -> list:
+    L = target.smoothness or 4.0
+    top = 0.5 / L
+    return [top / 2**i for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------------
+# running one cell
+
+
+def _dtype(name: str):
+    return {"float64": torch.float64, "float32": torch.float32}[name]
+
+
+def _row(cell: dict, **kw) -> dict:
+    row = {c: cell.get(c, "") for c in COLUMNS}
+    row.update(kw)
+    return row
+
+
+def run_cell(cell: dict, cache: dict) -> list[dict]:
+    """Run one cell and return its rows (one per metric value)."""
+    import samplers
+    from metrics.exact_laws import exact_law, law_errors, stationary_law
+
+    key = (cell["target"], cell["dim"], cell["kappa"])
+    if key not in cache:
+        cache[key] = build_target(cell["target"], cell["dim"], cell["kappa"])
+    target = cache[key]
+    metric = cell["metric"]
+    dtype = _dtype(cell["dtype"])
+    device = cell["device"]
+
+    if cell["kind"] == "floor":
+        fl = noise_floor_samples(metric, target.to(device=device, dtype=dtype), cell["chains"], seed=cell["seed"])
+        return [_row(cell, kind="floor", value=fl["value"], ci_low=fl["ci_low"], ci_high=fl["ci_high"],
+                     se=fl["se"], status="ok", n_diverged=0, grad_evals="")]
+
+    sampler, eta, K, n_steps = cell["sampler"], cell["step_size"], cell["K"], cell["n_steps"]
+    if metric in EXACT_METRICS:
+        method = "plmc" if sampler == "plmc_ref" else sampler
+        start = dict(mean0=target.mean, cov0=target.cov) if cell["start"] == "target" else {}
+        if cell["kind"] == "bias":
+            try:
+                m, S = stationary_law(method, target, eta, K)
+                law = _law_from(method, eta, K, m, S)
+            except ValueError:
+                return [_row(cell, value="", status="diverged", n_diverged=cell["chains"], grad_evals="")]
+        elif cell["kind"] == "gap":
+            return _exact_gap(cell, target, start)
+        else:
+            law = exact_law(method, target, n_steps, eta, K, **start)
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(law.covs[-1]).all() and np.abs(law.covs[-1]).max() < 1e12
+        if not finite:
+            return [_row(cell, value="", status="diverged", n_diverged=cell["chains"],
+                         grad_evals=float(law.grad_evals[-1]))]
+        errs = law_errors(law, target)
+        key_name = {"w2": "w2", "kl": "kl", "cov_error": "cov_error"}[metric]
+        v = float(errs[key_name][-1])
+        kind = "exact" if (law.gaussian or metric == "cov_error") else "lower_bound"
+        return [_row(cell, kind=kind, value=v, ci_low=v, ci_high=v, se=0.0, status="ok", n_diverged=0,
+                     grad_evals=float(law.grad_evals[-1]) if cell["kind"] != "bias" else "")]
+
+    # sample-based
+    t = target.to(device=device, dtype=dtype)
+    x0 = None
+    if cell["start"] == "target":
+        gen = torch.Generator(device=device).manual_seed(10007 * cell["seed"] + 1)
+        x0 = t.sample(cell["chains"], gen)
+    if cell["kind"] == "gap":
+        return _sample_gap(cell, t, x0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = samplers.sample(sampler, t, cell["chains"], n_steps, eta, K=K, x0=x0, seed=cell["seed"],
+                              device=device, dtype=dtype)
+    evals = float(res.grad_evals.double().mean())
+    if res.n_diverged:
+        return [_row(cell, value="", status="diverged", n_diverged=res.n_diverged, grad_evals=evals)]
+    m = measure_samples(metric, res.x, t, seed=cell["seed"] + 1)
+    return [_row(cell, kind="estimate", status="ok", n_diverged=0, grad_evals=evals, **m)]
+
+
+def _law_from(method, eta, K, mean, cov):
+    from metrics.exact_laws import ExactLaw
+
+    return ExactLaw(method, eta, K, np.array([0]), np.array([0.0]), mean[None], cov[None],
+                    gaussian=(method == "lmc"))
+
+
+def _exact_gap(cell, target, start):
+    """Exact-moment gap between PLMC(eta, K) (or LMC(eta)) and LMC(eta/K) after time T."""
+    from metrics.exact_laws import exact_law
+    from metrics.gaussian import w2_gaussian
+
+    K_ref = cell["K_ref"]
+    eta, n = cell["step_size"], cell["n_steps"]
+    ref = exact_law("lmc", target, n * K_ref, eta / K_ref, **start)
+    law = exact_law(cell["sampler"], target, n, eta, cell["K"], **start)
+    v = float(w2_gaussian(torch.from_numpy(law.means[-1]), torch.from_numpy(law.covs[-1]),
+                          torch.from_numpy(ref.means[-1]), torch.from_numpy(ref.covs[-1])))
+    return [_row(cell, kind="lower_bound" if cell["sampler"] != "lmc" else "exact", value=v, ci_low=v, ci_high=v,
+                 se=0.0, status="ok", n_diverged=0, grad_evals=float(law.grad_evals[-1]))]
+
+
+def _sample_gap(cell, t, x0):
+    """Sliced W2 between PLMC(eta, K) (or LMC(eta)) and LMC(eta/K) chains from the same start."""
+    import metrics as M
+    import samplers
+
+    K_ref = cell["K_ref"]
+    eta, n = cell["step_size"], cell["n_steps"]
+    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a = samplers.sample(cell["sampler"], t, cell["chains"], n, eta, K=cell["K"], seed=cell["seed"], **kw)
+        b = samplers.sample("lmc", t, cell["chains"], n * K_ref, eta / K_ref, seed=cell["seed"] + 500009, **kw)
+    nd = a.n_diverged + b.n_diverged
+    if nd:
+        return [_row(cell, value="", status="diverged", n_diverged=nd, grad_evals="")]
+    r = M.sliced_w2(a.x, b.x, n_projections=200, seed=cell["seed"])
+    return [_row(cell, kind="estimate", value=float(r.value), ci_low=float(r.ci[0]), ci_high=float(r.ci[1]),
+                 se=float(r.se) if r.se is not None else "", status="ok", n_diverged=0,
+                 grad_evals=float(a.grad_evals.double().mean()))]
+
+
+# ------------------------------------------------------------------------------------------------
+# summarizing
+
+
+def _f(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _group_seed(*parts) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
+    """Fits, ratios and verdicts from the tidy rows (see the module docstring)."""
+    fits, speedups, verdicts, problems = [], [], [], []
+    groups = {}
+    floors = {}
+    for r in rows:
+        gk = (r["target"], str(r["dim"]), str(r["kappa"]), r["metric"])
+        if r["kind"] == "floor":
+            floors.setdefault(gk, []).append(_f(r["ci_high"]))
+            continue
+        if r["status"] == "diverged":
+            problems.append(f"{r['target']} {r['sampler']} step={_f(r['step_size']):.4g} K={r['K'] or '-'}: "
+                            f"{r['n_diverged']} chain(s) diverged (left out of fits)")
+            continue
+        if r["study"] == "theorem":
+            continue
+        groups.setdefault(gk + (r["sampler"],), []).append(r)
+    x_of = (lambda r: _f(r["step_size"])) if cfg.study == "bias" else (lambda r: _f(r["grad_evals"]))
+    fitted = {}
+    for key, rs in sorted(groups.items()):
+        target, dim, kappa, metric, sampler = key
+        floor_high = max(floors.get(key[:4], [math.nan]))
+        x = np.array([x_of(r) for r in rs])
+        v = np.array([_f(r["value"]) for r in rs])
+        lo = np.array([_f(r["ci_low"]) for r in rs])
+        se = np.array([_f(r["se"]) for r in rs])
+        se = np.where(np.isfinite(se), se, 0.0)
+        mask = select_points(x, v, lo, np.full_like(v, floor_high))
+        if cfg.study == "bias":
+            # error grows with the step size: saturation is judged on the reversed axis
+            mask = select_points(1.0 / x, v, lo, np.full_like(v, floor_high))
+        fit = fit_slope(x, v, se, mask=mask, seed=_group_seed(*key))
+        fitted[key] = fit
+        entry = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, sampler=sampler,
+                     metric=metric, kind=rs[0]["kind"], x="step_size" if cfg.study == "bias" else "grad_evals",
+                     noise_floor=None if not math.isfinite(floor_high) else floor_high, **fit.as_dict())
+        k = rs[0]["K"]
+        entry["k_schedule"] = rs[0]["k_schedule"] or None
+        fits.append(entry)
+    for key, fit in fitted.items():
+        if key[4] != "plmc":
+            continue
+        den = fitted.get(key[:4] + ("lmc",))
+        if den is None:
+            continue
+        ratio, ci = slope_ratio(fit, den)
+        target, dim, kappa, metric, _ = key
+        sp = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, metric=metric,
+                  numerator="plmc", denominator="lmc", ratio=ratio, ratio_ci=list(ci),
+                  k_schedule=cfg.k_schedule)
+        sp["verdict"] = _verdict(ratio, ci, fit, den, cfg)
+        speedups.append(sp)
+        verdicts.append(f"{target} (d={dim}{', kappa=' + kappa if kappa else ''}, {metric}): {sp['verdict']}")
+    return {"fits": fits, "speedup": speedups, "verdicts": verdicts, "problems": problems}
+
+
+def _verdict(ratio, ci, num, den, cfg) -> str:
+    if ratio is None:
+        why = num.reason or den.reason
+        return f"no verdict: too few points above the noise floor to fit both slopes ({why})"
+    lo, hi = ci
+    theory = "2" if cfg.k_schedule == "growing" else "1 (fixed K only lowers the constant)"
+    if cfg.k_schedule != "growing":
+        return f"slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] with fixed K={cfg.k_fixed}; theory: {theory}"
+    if lo <= 1.0:
+        return f"no speed-up detected: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] does not exclude 1"
+    if lo <= 2.0 <= hi:
+        return f"quadratic speed-up observed: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}], consistent with 2"
+    if abs(ratio - 2.0) <= 0.15:
+        side = "above" if lo > 2.0 else "below"
+        return (f"quadratic speed-up observed: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}], within 0.15 of 2 "
+                f"though the interval lies just {side} 2 (higher-order terms at the largest steps)")
+    if hi < 2.0:
+        return (f"speed-up observed but below quadratic: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] "
+                f"excludes both 1 and 2")
+    return f"more than quadratic: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] lies above 2"
