@@ -340,10 +340,10 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
             problems.append(f"{r['target']} {r['sampler']} step={_f(r['step_size']):.4g} K={r['K'] or '-'}: "
                             f"{r['n_diverged']} chain(s) diverged (left out of fits)")
             continue
-        if r["study"] == "theorem":
-            continue
-        groups.setdefault(gk + (r["sampler"],), []).append(r)
-    x_of = (lambda r: _f(r["step_size"])) if cfg.study == "bias" else (lambda r: _f(r["grad_evals"]))
+        sampler = r["sampler"] if r["study"] != "theorem" else f"{r['sampler']}~lmc(eta/{r['K_ref']})"
+        groups.setdefault(gk + (sampler,), []).append(r)
+    by_step = cfg.study in ("bias", "theorem")
+    x_of = (lambda r: _f(r["step_size"])) if by_step else (lambda r: _f(r["grad_evals"]))
     fitted = {}
     for key, rs in sorted(groups.items()):
         target, dim, kappa, metric, sampler = key
@@ -353,16 +353,13 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         lo = np.array([_f(r["ci_low"]) for r in rs])
         se = np.array([_f(r["se"]) for r in rs])
         se = np.where(np.isfinite(se), se, 0.0)
-        mask = select_points(x, v, lo, np.full_like(v, floor_high))
-        if cfg.study == "bias":
-            # error grows with the step size: saturation is judged on the reversed axis
-            mask = select_points(1.0 / x, v, lo, np.full_like(v, floor_high))
+        # error falls with the budget but grows with the step size: saturation is judged on 1/eta
+        mask = select_points(1.0 / x if by_step else x, v, lo, np.full_like(v, floor_high))
         fit = fit_slope(x, v, se, mask=mask, seed=_group_seed(*key))
         fitted[key] = fit
         entry = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, sampler=sampler,
-                     metric=metric, kind=rs[0]["kind"], x="step_size" if cfg.study == "bias" else "grad_evals",
+                     metric=metric, kind=rs[0]["kind"], x="step_size" if by_step else "grad_evals",
                      noise_floor=None if not math.isfinite(floor_high) else floor_high, **fit.as_dict())
-        k = rs[0]["K"]
         entry["k_schedule"] = rs[0]["k_schedule"] or None
         fits.append(entry)
     for key, fit in fitted.items():
@@ -402,3 +399,184 @@ def _verdict(ratio, ci, num, den, cfg) -> str:
         return (f"speed-up observed but below quadratic: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] "
                 f"excludes both 1 and 2")
     return f"more than quadratic: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] lies above 2"
+
+
+def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    xname = "step size" if cfg.study in ("bias", "theorem") else "gradient evaluations"
+    p("")
+    p(f"== labs.rate_sweep, study '{cfg.study}': slope of log(error) vs log({xname}), 95% CI ==")
+    p(f"{'target':<16}{'d':>4}{'kappa':>7}  {'metric':<12}{'sampler':<9}{'slope':>8}  {'95% CI':<18}{'points':>6}  note")
+    for f in summary["fits"]:
+        ci = f["slope_ci"]
+        s = "   -" if f["slope"] is None else f"{f['slope']:8.3f}"
+        c = "" if f["slope"] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        kap = "" if f["kappa"] is None else f"{f['kappa']:g}"
+        note = f["note"] or ("Gaussian lower bound on W2" if f["kind"] == "lower_bound" else "")
+        p(f"{f['target']:<16}{f['dim']:>4}{kap:>7}  {f['metric']:<12}{f['sampler']:<9}{s:>8}  {c:<18}{f['n_points']:>6}  {note}")
+    if summary["speedup"]:
+        p("")
+        p("Verdicts (PLMC/LMC slope ratio; about 2 = quadratic speed-up):")
+        for v in summary["verdicts"]:
+            p(f"  {v}")
+    if summary["problems"]:
+        p("")
+        p("Problems:")
+        for q in summary["problems"]:
+            p(f"  {q}")
+    p("")
+    p(f"{len(summary['fits'])} fits in {elapsed:.1f} s; results in {out}/results.csv, summary.json, rate_sweep.png")
+
+
+# ------------------------------------------------------------------------------------------------
+# driver
+
+
+def run_sweep(cfg: SweepConfig) -> dict:
+    cfg.validate()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
+    if cfg.quick and cfg.chains == SweepConfig.chains:
+        cfg.chains = QUICK["chains"]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "results.csv", COLUMNS)
+    cells = plan_cells(cfg)
+    if not cfg.resume:
+        store.reset()
+    done = store.done_cells()
+    todo = [c for c in cells if c["cell"] not in done]
+    cfg.save(out / "settings.json")
+    t0 = time.time()
+    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    from tqdm import tqdm
+
+    cache = {}
+    for cell in tqdm(todo, desc=f"rate_sweep[{cfg.study}]", disable=not show, unit="cell"):
+        store.append(run_cell(cell, cache))
+    elapsed = time.time() - t0
+    wanted = {c["cell"] for c in cells}
+    rows = [r for r in store.read() if r["cell"] in wanted]
+    summary = summarize(rows, cfg)
+    summary["settings"] = cfg.to_dict()
+    summary["settings"]["cells"] = len(cells)
+    summary["settings"]["cells_run_now"] = len(todo)
+    summary["settings"]["torch"] = torch.__version__
+    summary["elapsed_s"] = elapsed
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    from labs.plotting import plot_sweep
+
+    plot_sweep(rows, summary, cfg, out / "rate_sweep.png")
+    print_table(summary, cfg, elapsed, out)
+    return summary
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"rate_sweep: error: {message}\n")
+
+
+def _csv_list(kind, name):
+    def parse(text):
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list for {name}")
+        out = []
+        for s in items:
+            try:
+                out.append(kind(s))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{name}: {s!r} is not a valid {kind.__name__}") from None
+        return out
+
+    return parse
+
+
+def _scalar(kind, name):
+    def parse(text):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a valid {kind.__name__}") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from samplers import METHODS
+    from targets import TARGET_NAMES
+
+    p = _Parser(prog="python -m labs.rate_sweep", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="Defaults: targets gaussian (d=10, kappa=10, exact-law W2) and holley_stroock "
+                       "(d=4, exact marginal W2 from samples); samplers lmc, plmc (K = ceil(1/eta)), rlmc; "
+                       "20000 chains; about a minute on 2 CPU cores.")
+    a = p.add_argument
+    a("--study", choices=STUDIES, help="rate (default), theorem, bias or scaling")
+    a("--target", dest="targets", type=_csv_list(str, "--target"),
+      help=f"comma-separated targets: {', '.join(TARGET_NAMES)}")
+    a("--dim", type=_scalar(int, "--dim"), help="dimension of every target (default: each target's own)")
+    a("--kappa", type=_scalar(float, "--kappa"), help="condition number of Gaussian targets (default 10)")
+    a("--samplers", type=_csv_list(str, "--samplers"), help=f"comma-separated: {', '.join(METHODS)}")
+    a("--metric", help=f"one of {', '.join(METRIC_NAMES)} (default: each target's own)")
+    a("--budgets", type=_csv_list(int, "--budgets"), help="gradient evaluations per chain, e.g. 100,200,400")
+    a("--chains", type=_scalar(int, "--chains"), help="chains per cell (sample-based metrics; default 20000)")
+    a("--seeds", type=_scalar(int, "--seeds"), help="number of seeds (sample-based metrics; default 1)")
+    a("--seed", type=_scalar(int, "--seed"), help="first seed (default 0)")
+    a("--horizon", type=_scalar(float, "--horizon"), help="integration time T = steps x step size")
+    a("--start", choices=("target", "standard"), help="chains start at the target (default) or N(0, I)")
+    a("--k-schedule", dest="k_schedule", choices=("growing", "fixed"),
+      help="PLMC's K: ceil(k_scale/eta) (default) or --k-fixed")
+    a("--k-scale", dest="k_scale", type=_scalar(float, "--k-scale"), help="growing schedule constant (default 1)")
+    a("--k-fixed", dest="k_fixed", type=_scalar(int, "--k-fixed"), help="K for the fixed schedule (default 10)")
+    a("--dims", type=_csv_list(int, "--dims"), help="scaling study: dimensions (default 2,10,100)")
+    a("--kappas", type=_csv_list(float, "--kappas"), help="scaling study: condition numbers (default 1,10,100)")
+    a("--step-sizes", dest="step_sizes", type=_csv_list(float, "--step-sizes"), help="bias/theorem studies")
+    a("--Ks", type=_csv_list(int, "--Ks"), help="theorem study: values of K (default 2,4,16,64)")
+    a("--device", help="cpu or cuda")
+    a("--dtype", choices=("float64", "float32"))
+    a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
+    a("--out", help="output folder (default results/rate_sweep)")
+    a("--resume", action="store_true", default=None, help="keep finished cells in --out and run the rest")
+    a("--quick", action="store_true", default=None, help="a small version: fewer budgets and chains")
+    a("--progress", action=argparse.BooleanOptionalAction, default=None,
+      help="progress bar (default: on when stderr is a terminal)")
+    return p
+
+
+def config_from_args(argv=None) -> SweepConfig:
+    args = build_parser().parse_args(argv)
+    data = load_config_file(args.config) if args.config else {}
+    for f in fields(SweepConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            data[f.name] = v
+    try:
+        cfg = SweepConfig(**data)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    return cfg.validate()
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = config_from_args(argv)
+        run_sweep(cfg)
+    except ValueError as exc:
+        print(f"rate_sweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rate_sweep: interrupted; finished cells are kept, run again with --resume to complete",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
