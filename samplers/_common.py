@@ -1,4 +1,4 @@
-"""Shared pieces of the samplers: the per-step info record, drift helper and input checks."""
+"""Shared pieces of the samplers: the per-step info record and input checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["StepInfo", "drift", "check_step_size", "check_K", "check_positive_int"]
+__all__ = ["StepInfo", "check_step_size", "check_K", "check_positive_int"]
 
 
 class StepInfo(NamedTuple):
@@ -20,11 +20,6 @@ class StepInfo(NamedTuple):
 
     grad_evals: torch.Tensor
     accepted: torch.Tensor | None = None
-
-
-def drift(target, x: torch.Tensor) -> torch.Tensor:
-    """The Langevin drift ``b(x) = -∇F(x)`` (one gradient evaluation per row of ``x``)."""
-    return -target.grad_potential(x)
 
 
 def check_step_size(step_size) -> float:

@@ -32,13 +32,19 @@ Two engines are provided, both over a :class:`LinearScheme`:
     of loop rounds is the largest number of selections over the chains (about
     ``log n / log log n`` for ``n`` chains, since the count is close to Poisson(1)).
 
-A scheme supplies the pieces both engines need (see :class:`OverdampedScheme`):
+A scheme supplies the pieces both engines need (see :class:`OverdampedScheme`).  Its
+"drift" ``g`` is whatever the scheme evaluates (the gradient ``∇F`` for Langevin, so that no
+sign flip costs a pass over the state), and its coefficients absorb the sign:
 
-* ``fine_step(y, b, i, z)``: ``A_i y + G_i b + Gamma_i z`` (reference loop);
-* ``frozen_mean(x, b0, i)``: the interpolant without noise at fine index ``i`` (per-chain ``i``);
-* ``advance_noise(noise, i, j, generator)``: the interpolant's noise at ``j`` given it at ``i``;
-* ``correction(delta_b, i)``: ``Phi(K, i+1) G_i K delta_b``;
-* ``evaluate(y, i)``: the drift at fine index ``i``.
+* ``evaluate(y, i)``: ``g`` at the state ``y`` and fine index ``i`` (one evaluation per row);
+* ``fine_step(y, g, i, z)``: ``A_i y + G_i g + Gamma_i z`` (reference loop);
+* ``end_mean(x, g0)``: the interpolant without noise at ``K``, ``Phi(K,0) x + Psi(K,0) g0``;
+* ``frozen_mean(x, g0, i)``: the same at per-row fine indices ``i``;
+* ``fresh_noise(i, j, generator)``: the part of the interpolant's noise at ``j`` that is new
+  since ``i`` (independent of everything up to ``i``), per row;
+* ``propagate(noise, i, j)``: ``Phi(j, i) noise``, how noise present at ``i`` is carried to ``j``;
+* ``add_fresh_noise_(x, i, j, generator)``: ``x += fresh_noise(i, j)`` in place;
+* ``add_correction(x_end, rows, delta, i)``: ``x_end[rows] += Phi(K, i+1) G_i K delta`` in place.
 """
 
 from __future__ import annotations
@@ -55,30 +61,40 @@ class LinearScheme:
 
     K: int
 
-    def evaluate(self, y: torch.Tensor, i: torch.Tensor | int) -> torch.Tensor:
+    def evaluate(self, y, i):
         raise NotImplementedError
 
-    def fine_step(self, y, b, i: int, z):
+    def fine_step(self, y, g, i: int, z):
         raise NotImplementedError
 
-    def noise_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+    def noise_shape(self, x: torch.Tensor) -> tuple:
         return tuple(x.shape)
 
-    def frozen_mean(self, x, b0, i: torch.Tensor):
+    def end_mean(self, x, g0):
         raise NotImplementedError
 
-    def advance_noise(self, noise, i: torch.Tensor, j: torch.Tensor, generator):
+    def frozen_mean(self, x, g0, i: torch.Tensor):
         raise NotImplementedError
 
-    def correction(self, delta_b, i: torch.Tensor):
+    def fresh_noise(self, i: torch.Tensor, j: torch.Tensor, generator):
+        raise NotImplementedError
+
+    def propagate(self, noise, i: torch.Tensor, j: torch.Tensor):
+        raise NotImplementedError
+
+    def add_fresh_noise_(self, x, i: torch.Tensor, j: torch.Tensor, generator):
+        x += self.fresh_noise(i, j, generator)
+        return x
+
+    def add_correction(self, x_end, rows: torch.Tensor, delta, i: torch.Tensor) -> None:
         raise NotImplementedError
 
 
 class OverdampedScheme(LinearScheme):
-    """Fine LMC with step ``h = eta / K``: ``A = I``, ``G = h``, ``Gamma = sqrt(2h)``.
+    """Fine LMC with step ``h = eta / K`` on ``g = ∇F``: ``A = I``, ``G = -h``, ``Gamma = sqrt(2h)``.
 
-    ``Phi = I`` so the interpolant at fine index ``i`` is ``X + i h b0 + sqrt(2h) S_i`` with
-    ``S_i`` the partial sums of the Gaussians, and the correction is ``eta (b(Y_i) - b0)``.
+    ``Phi = I``, so the interpolant at fine index ``i`` is ``X - i h g0 + sqrt(2h) S_i`` with
+    ``S_i`` the partial sums of the Gaussians, and the correction is ``-eta (g(Y_i) - g0)``.
     """
 
     def __init__(self, target, step_size: float, K: int):
@@ -88,22 +104,36 @@ class OverdampedScheme(LinearScheme):
         self.h = self.eta / self.K
 
     def evaluate(self, y, i):
-        return -self.target.grad_potential(y)
+        return self.target.grad_potential(y)
 
-    def fine_step(self, y, b, i, z):
-        return y + self.h * b + math.sqrt(2.0 * self.h) * z
+    def fine_step(self, y, g, i, z):
+        return y - self.h * g + math.sqrt(2.0 * self.h) * z
 
-    def frozen_mean(self, x, b0, i):
-        return x + (i.to(x.dtype) * self.h).unsqueeze(-1) * b0
+    def end_mean(self, x, g0):
+        # Written as in samplers.lmc.step, so that K = 1 reproduces LMC bit for bit.
+        return x - self.eta * g0
 
-    def advance_noise(self, noise, i, j, generator):
+    def frozen_mean(self, x, g0, i):
+        return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
+
+    def _std(self, i, j):
         # sqrt(2h) (S_j - S_i) ~ N(0, 2h (j - i) I), independent of everything up to i.
-        std = torch.sqrt((2.0 * self.h) * (j - i).to(noise.dtype)).unsqueeze(-1)
-        z = torch.randn(noise.shape, generator=generator, device=noise.device, dtype=noise.dtype)
-        return noise + std * z
+        return torch.sqrt((2.0 * self.h) * (j - i).to(self.target.dtype)).unsqueeze(-1)
 
-    def correction(self, delta_b, i):
-        return self.eta * delta_b
+    def _randn(self, n, generator, device):
+        return torch.randn((n, self.target.dim), generator=generator, device=device, dtype=self.target.dtype)
+
+    def fresh_noise(self, i, j, generator):
+        return self._randn(j.shape[0], generator, j.device).mul_(self._std(i, j))
+
+    def propagate(self, noise, i, j):
+        return noise
+
+    def add_fresh_noise_(self, x, i, j, generator):
+        return x.addcmul_(self._randn(j.shape[0], generator, j.device), self._std(i, j))
+
+    def add_correction(self, x_end, rows, delta, i):
+        x_end.index_add_(0, rows, delta, alpha=-self.eta)
 
 
 def geometric(p: float, n: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -120,69 +150,94 @@ def geometric(p: float, n: int, generator: torch.Generator, device) -> torch.Ten
 
 
 def reference_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
-    """One coarse step by the plain loop over ``K`` fine steps.
+    """One coarse step by the plain loop over ``K`` fine steps, exactly as in the module docstring.
 
     Random draws, in order, for ``i = 0..K-1``: ``H_i`` (``[n]`` uniforms, for ``i >= 1``) then
     ``Z_i`` (a tensor of the state's shape).  Returns ``(x_new, grad_evals [n])``.
     """
     K = scheme.K
     n = x.shape[0]
-    b0 = scheme.evaluate(x, 0)
+    g0 = scheme.evaluate(x, 0)
     evals = torch.ones(n, dtype=torch.int64, device=x.device)
     y = x
     x_path = x
     for i in range(K):
-        if i == 0:
-            b_corr = b0
-        else:
+        g_corr = g0
+        if i > 0:
             selected = torch.rand(n, generator=generator, device=x.device, dtype=torch.float64) < 1.0 / K
-            b_corr = b0
             rows = selected.nonzero().squeeze(-1)
             if rows.numel() > 0:
-                delta = scheme.evaluate(y[rows], i) - b0[rows]
-                b_corr = b0.index_add(0, rows, K * delta)
+                delta = scheme.evaluate(y[rows], i) - g0[rows]
+                g_corr = g0.index_add(0, rows, K * delta)
                 evals = evals + selected.to(torch.int64)
         z = torch.randn(scheme.noise_shape(x), generator=generator, device=x.device, dtype=x.dtype)
-        x_path = scheme.fine_step(x_path, b_corr, i, z)
-        y = scheme.fine_step(y, b0, i, z)
+        x_path = scheme.fine_step(x_path, g_corr, i, z)
+        y = scheme.fine_step(y, g0, i, z)
     return x_path, evals
+
+
+def selection_positions(K: int, n: int, generator: torch.Generator, device, block: int = 8) -> torch.Tensor:
+    """Per chain, the sorted indices ``i`` in ``1..K-1`` with ``H_i = 1`` (``H_i ~ Bernoulli(1/K)``).
+
+    Returns an ``[n, J]`` int64 tensor whose rows are increasing; entries ``> K-1`` mean "no
+    more selections".  Drawn as cumulative sums of Geometric(1/K) gaps, ``block`` at a time; the
+    rare chains whose block is used up (about ``n P(Poisson(1) >= block)``) get another block.
+    Exact for every ``K`` and ``O(n J)`` memory whatever ``K`` is.
+    """
+    p = 1.0 / K
+    pos = geometric(p, n * block, generator, device).clamp_(max=K).view(n, block).cumsum(1)
+    need = (pos[:, -1] <= K - 1).nonzero().squeeze(-1)
+    while need.numel() > 0:
+        more = geometric(p, need.numel() * block, generator, device).clamp_(max=K).view(-1, block).cumsum(1)
+        more += pos[need, -1:]
+        ext = torch.full((n, block), K, dtype=torch.int64, device=device)
+        ext[need] = more
+        pos = torch.cat([pos, ext], dim=1)
+        need = need[more[:, -1] <= K - 1]
+    return pos
 
 
 def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
     """One coarse step by K-independent sampling (exact in law; see the module docstring).
 
-    Random draws, in order: rounds of (Geometric gaps for the chains still active, then their
-    Gaussian noise increments), then the noise increment to ``K`` for every chain.  With
-    ``K = 1`` there is no index to select and the only draw is the final Gaussian, so PLMC with
-    ``K = 1`` reproduces LMC bit for bit under the same generator.
+    All selected evaluations depend only on ``X``, ``b0`` and the interpolant's noise, so they
+    are made in **one** batched drift call over the (chain, index) pairs.  Random draws, in
+    order: the Geometric gaps (:func:`selection_positions`), the interpolant's noise at the
+    selected indices (by rank within the chain), then the noise increment to ``K`` for every
+    chain.  With ``K = 1`` there is no index to select and the only draw is the final Gaussian,
+    so PLMC with ``K = 1`` reproduces LMC bit for bit under the same generator.
     Returns ``(x_new, grad_evals [n])``.
     """
     K = scheme.K
     n = x.shape[0]
     device = x.device
-    b0 = scheme.evaluate(x, 0)
+    g0 = scheme.evaluate(x, 0)
     evals = torch.ones(n, dtype=torch.int64, device=device)
-    pos = torch.zeros(n, dtype=torch.int64, device=device)
-    noise = torch.zeros(scheme.noise_shape(x), device=device, dtype=x.dtype)
-    total = torch.zeros_like(noise)
-    if K > 1:
-        p = 1.0 / K
-        active = torch.arange(n, device=device)
-        while active.numel() > 0:
-            nxt = pos[active] + geometric(p, active.numel(), generator, device)
-            keep = nxt <= K - 1
-            active, nxt = active[keep], nxt[keep]
-            if active.numel() == 0:
-                break
-            prev = pos[active]
-            noise_at = scheme.advance_noise(noise[active], prev, nxt, generator)
-            noise[active] = noise_at
-            pos[active] = nxt
-            y = scheme.frozen_mean(x[active], b0[active], nxt) + noise_at
-            delta = scheme.evaluate(y, nxt) - b0[active]
-            total.index_add_(0, active, scheme.correction(delta, nxt))
-            evals.index_add_(0, active, torch.ones_like(active))
-    end = torch.full_like(pos, K)
-    noise = scheme.advance_noise(noise, pos, end, generator)
-    x_new = scheme.frozen_mean(x, b0, end) + total + noise
-    return x_new, evals
+    x_end = scheme.end_mean(x, g0)
+    if K == 1:  # nothing to select: the same operations as one fine (LMC) step
+        return x_end + scheme.fresh_noise(torch.zeros_like(evals), torch.ones_like(evals), generator), evals
+    positions = selection_positions(K, n, generator, device)
+    valid = positions <= K - 1
+    counts = valid.sum(1)
+    evals += counts
+    chain, rank = valid.nonzero(as_tuple=True)  # ordered by chain, then by rank
+    pos_last = torch.zeros_like(evals)
+    if chain.numel() > 0:
+        pos = positions[chain, rank]
+        prev = torch.where(rank > 0, positions[chain, (rank - 1).clamp(min=0)], 0)
+        # The interpolant's noise at each selected index: fresh part since the previous selection
+        # of the same chain, plus that selection's noise carried forward (rank by rank).
+        noise = scheme.fresh_noise(prev, pos, generator)
+        for r in range(1, int(counts.max())):
+            at = (rank == r).nonzero().squeeze(-1)
+            noise[at] += scheme.propagate(noise[at - 1], prev[at], pos[at])
+        g0c = g0[chain]
+        y = scheme.frozen_mean(x[chain], g0c, pos).add_(noise)
+        delta = scheme.evaluate(y, pos).sub_(g0c)
+        scheme.add_correction(x_end, chain, delta, pos)
+        has = (counts > 0).nonzero().squeeze(-1)
+        last = counts.cumsum(0)[has] - 1
+        pos_last[has] = pos[last]
+        x_end.index_add_(0, has, scheme.propagate(noise[last], pos[last], torch.full_like(has, K)))
+    scheme.add_fresh_noise_(x_end, pos_last, torch.full_like(pos_last, K), generator)
+    return x_end, evals

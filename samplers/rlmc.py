@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import StepInfo, check_step_size, drift
+from ._common import StepInfo, check_step_size
 
 __all__ = ["RLMCState", "init", "step"]
 
@@ -36,9 +36,10 @@ def step(generator: torch.Generator, state: RLMCState, target, step_size: float)
     u = torch.rand(x.shape[0], 1, generator=generator, device=x.device, dtype=x.dtype)
     z1 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     z2 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    w_mid = torch.sqrt(u * eta) * z1                       # W(u eta)
-    w_end = w_mid + torch.sqrt((1.0 - u) * eta) * z2        # W(eta)
-    y = x + (u * eta) * drift(target, x) + math.sqrt(2.0) * w_mid
-    x_new = x + eta * drift(target, y) + math.sqrt(2.0) * w_end
+    w_mid = z1.mul_(torch.sqrt(u * eta))                    # W(u eta)
+    w_end = z2.mul_(torch.sqrt((1.0 - u) * eta)).add_(w_mid)  # W(eta) = W(u eta) + independent increment
+    # b = -∇F:  Y = X + u eta b(X) + sqrt(2) W(u eta);  X' = X + eta b(Y) + sqrt(2) W(eta)
+    y = torch.addcmul(x, -u * eta, target.grad_potential(x)).add_(w_mid, alpha=math.sqrt(2.0))
+    x_new = torch.add(x, target.grad_potential(y), alpha=-eta).add_(w_end, alpha=math.sqrt(2.0))
     evals = torch.full((x.shape[0],), 2, dtype=torch.int64, device=x.device)
     return RLMCState(x_new), StepInfo(evals)
