@@ -17,7 +17,7 @@ _METRIC_LABEL = {
     "w2": "W2 to target (exact for LMC; Gaussian lower bound for PLMC/RLMC)",
     "kl": "KL(law || target), exact",
     "cov_error": "||Cov - Cov_target||_F, exact",
-    "marginal_w2": "1-D marginal W2 to target (quantiles)",
+    "marginal_w2": "1-D marginal W2 to target (pooled coordinates, quantiles)",
     "sliced_w2": "sliced W2 to exact samples",
     "mmd": "MMD^2 (unbiased) to exact samples",
     "ksd": "kernel Stein discrepancy^2 (IMQ)",

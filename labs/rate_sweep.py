@@ -62,7 +62,7 @@ TARGET_DEFAULTS = {
     # Gaussians: budgets are multiplied by kappa (step sizes scale like 1/L, the horizon like 1/m).
     "gaussian": dict(dim=10, horizon=5.0, budgets=[40, 80, 160, 320, 640, 1280]),
     "gaussian_diag": dict(dim=10, horizon=5.0, budgets=[40, 80, 160, 320, 640, 1280]),
-    "holley_stroock": dict(dim=4, horizon=2.0, budgets=[8, 16, 32, 64, 128, 256]),
+    "holley_stroock": dict(dim=4, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
     "double_well": dict(dim=4, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
     "mixture": dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
     "ring": dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
@@ -252,9 +252,12 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
     # sample-based
     t = target.to(device=device, dtype=dtype)
     x0 = None
-    if cell["start"] == "target":
-        gen = torch.Generator(device=device).manual_seed(10007 * cell["seed"] + 1)
-        x0 = t.sample(cell["chains"], gen)
+    if cell["start"] == "target":  # exact target samples, the same for every cell of this seed
+        skey = key + ("start", cell["seed"], cell["chains"], device, cell["dtype"])
+        if skey not in cache:
+            gen = torch.Generator(device=device).manual_seed(10007 * cell["seed"] + 1)
+            cache[skey] = t.sample(cell["chains"], gen)
+        x0 = cache[skey]
     if cell["kind"] == "gap":
         return _sample_gap(cell, t, x0)
     with warnings.catch_warnings():
