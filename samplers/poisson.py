@@ -118,7 +118,9 @@ class OverdampedScheme(LinearScheme):
 
     def _std(self, i, j):
         # sqrt(2h) (S_j - S_i) ~ N(0, 2h (j - i) I), independent of everything up to i.
-        return torch.sqrt((2.0 * self.h) * (j - i).to(self.target.dtype)).unsqueeze(-1)
+        # sqrt(2h) as math.sqrt, as LMC has it (torch.sqrt is not correctly rounded: sqrt(0.5) is
+        # 1 ulp off in float64), so that K = 1 (j - i = 1, torch.sqrt(1) = 1) is LMC bit for bit.
+        return math.sqrt(2.0 * self.h) * torch.sqrt((j - i).to(self.target.dtype)).unsqueeze(-1)
 
     def _randn(self, n, generator, device):
         return torch.randn((n, self.target.dim), generator=generator, device=device, dtype=self.target.dtype)
