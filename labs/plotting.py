@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -77,7 +78,7 @@ def plot_sweep(rows, summary, cfg, path) -> None:
                 f = fits.get((target, str(dim), _kappa(kappa), metric, sampler))
                 if f is not None and f["slope"] is not None:
                     label = f"{sampler}: slope {f['slope']:.2f} [{f['slope_ci'][0]:.2f}, {f['slope_ci'][1]:.2f}]"
-                    xx = np.array([xs.min(), xs.max()])
+                    xx = np.array(f["x_range"])  # the fitted line spans the points it used
                     ax.plot(xx, np.exp(f["intercept"]) * xx ** f["slope"], "--", color=palette.get(sampler), lw=1)
                 elif f is not None:
                     label = f"{sampler}: no fit"
@@ -86,9 +87,10 @@ def plot_sweep(rows, summary, cfg, path) -> None:
                         label=label)
         if floor:
             fl = max(_f(r["ci_high"]) for r in floor)
-            ax.axhline(fl, color="grey", ls=":", lw=1.2, label=f"noise floor ({len(floor)} seed(s))")
+            ax.axhline(fl, color="grey", ls=":", lw=1.2, label="noise floor (95% upper bound, exact samples)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("step size eta" if (bias or theorem) else "gradient evaluations per chain")
         ax.set_ylabel(_METRIC_LABEL.get(metric, metric) if not theorem else "distance to LMC(eta/K)", fontsize=8)
         k = f", kappa={kappa}" if kappa else ""

@@ -53,7 +53,7 @@ def test_fixed_K_gives_lmc_rate(tmp_path):
 # ---- outputs -----------------------------------------------------------------------------------------
 
 def test_outputs_tidy_rows_summary_and_figure(tmp_path):
-    summary, out = _run(tmp_path, targets=["gaussian", "holley_stroock"], quick=True, chains=2000)
+    summary, out = _run(tmp_path, targets=["gaussian", "holley_stroock"], quick=True, chains=2000, dim=4)
     rows = _rows(out)
     assert list(rows[0].keys()) == rs.COLUMNS
     assert {r["target"] for r in rows} == {"gaussian", "holley_stroock"}
@@ -74,7 +74,7 @@ def test_outputs_tidy_rows_summary_and_figure(tmp_path):
 
 
 def test_sample_based_points_carry_intervals_and_budget_is_measured(tmp_path):
-    _, out = _run(tmp_path, targets=["holley_stroock"], quick=True, chains=2000, samplers=["lmc", "plmc"])
+    _, out = _run(tmp_path, targets=["holley_stroock"], dim=4, quick=True, chains=2000, samplers=["lmc", "plmc"])
     for r in _rows(out):
         if r["kind"] == "estimate":
             assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
@@ -84,7 +84,7 @@ def test_sample_based_points_carry_intervals_and_budget_is_measured(tmp_path):
 # ---- resume and reproducibility ----------------------------------------------------------------------
 
 def test_interrupted_sweep_resumes_without_duplicates_and_same_numbers(tmp_path, monkeypatch):
-    kw = dict(targets=["holley_stroock"], quick=True, chains=1000, samplers=["lmc", "plmc"])
+    kw = dict(targets=["holley_stroock"], dim=4, quick=True, chains=1000, samplers=["lmc", "plmc"])
     _, full = _run(tmp_path, "full", **kw)
     reference = _rows(full)
 
