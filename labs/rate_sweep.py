@@ -65,10 +65,11 @@ TARGET_DEFAULTS = {
     # Separable targets: every coordinate has the same marginal law whatever d is (the chains'
     # coordinates evolve as 1-D chains), so a larger d pools more values into the marginal W2.
     "holley_stroock": dict(dim=32, horizon=2.0, budgets=[16, 23, 32, 45, 64, 91, 128, 181, 256]),
-    "double_well": dict(dim=32, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
+    "double_well": dict(dim=32, horizon=2.0, budgets=[32, 64, 128, 256, 512, 1024]),
     "mixture": dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
     "ring": dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
-    "logistic": dict(dim=5, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512]),
+    # No exact start: the horizon must be long enough for the N(0, I) start to be forgotten.
+    "logistic": dict(dim=5, horizon=10.0, budgets=[64, 128, 256, 512, 1024, 2048]),
 }
 QUICK = dict(chains=4000, budgets_keep=4)
 
@@ -139,11 +140,14 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
         metric = cfg.metric or default_metric(target)
         check_metric(metric, target)
         exact = metric in EXACT_METRICS
+        # A target without an exact sampler (logistic regression) cannot start at the target and
+        # has no noise floor: its chains start at N(0, I) and only the metric's own CI counts.
+        start = cfg.start if (exact or target.has_sampler) else "standard"
         base = dict(study=cfg.study, target=tname, dim=dim, kappa=kappa if "gaussian" in tname else "",
-                    horizon=r["horizon"], start=cfg.start, chains=cfg.chains, metric=metric,
+                    horizon=r["horizon"], start=start, chains=cfg.chains, metric=metric,
                     device=cfg.device, dtype=cfg.dtype)
         seeds = [cfg.seed] if exact else [cfg.seed + s for s in range(cfg.seeds)]
-        if not exact:
+        if not exact and target.has_sampler:
             for s in seeds:
                 cells.append(dict(base, kind="floor", sampler="exact", seed=s))
         if cfg.study in ("rate", "scaling"):
@@ -352,7 +356,9 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
     fitted = {}
     for key, rs in sorted(groups.items()):
         target, dim, kappa, metric, sampler = key
-        floor_high = max(floors.get(key[:4], [math.nan]))
+        # Without floor rows (exact laws, targets without exact samples) a point must still be
+        # distinguishable from zero: its lower bound must be positive.
+        floor_high = max(floors.get(key[:4], [0.0]))
         x = np.array([x_of(r) for r in rs])
         v = np.array([_f(r["value"]) for r in rs])
         lo = np.array([_f(r["ci_low"]) for r in rs])
@@ -364,7 +370,7 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         fitted[key] = fit
         entry = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, sampler=sampler,
                      metric=metric, kind=rs[0]["kind"], x="step_size" if by_step else "grad_evals",
-                     noise_floor=None if not math.isfinite(floor_high) else floor_high, **fit.as_dict())
+                     noise_floor=floor_high if key[:4] in floors else None, **fit.as_dict())
         entry["x_range"] = [float(x[fit.used].min()), float(x[fit.used].max())] if fit.used.any() else None
         entry["k_schedule"] = rs[0]["k_schedule"] or None
         fits.append(entry)

@@ -203,3 +203,23 @@ def test_theorem_study_plmc_is_closer_to_fine_lmc_than_coarse_lmc(tmp_path):
     assert len(by) == 8
     for pair in by.values():
         assert pair["plmc"] < pair["lmc"]
+
+
+def test_target_without_exact_sampler_starts_at_standard_normal_and_has_no_floor(tmp_path):
+    summary, out = _run(tmp_path, targets=["logistic"], samplers=["lmc"], chains=300, budgets=[64, 128, 256])
+    rows = _rows(out)
+    assert rows and all(r["kind"] != "floor" and r["start"] == "standard" and r["metric"] == "ksd" for r in rows)
+    (fit,) = summary["fits"]
+    assert fit["noise_floor"] is None
+    # a point is used only when its interval excludes zero
+    used = [r for r in rows if float(r["ci_low"]) > 0]
+    assert fit["n_points"] == len(used)
+
+
+def test_diverging_chains_are_reported_not_turned_into_numbers(tmp_path):
+    summary, out = _run(tmp_path, targets=["double_well"], dim=4, samplers=["lmc"], chains=500,
+                        budgets=[20, 40, 4000], horizon=20.0)
+    rows = [r for r in _rows(out) if r["kind"] != "floor"]
+    bad = [r for r in rows if r["status"] == "diverged"]
+    assert bad and all(r["value"] == "" and int(r["n_diverged"]) > 0 for r in bad)
+    assert any("diverged" in p for p in summary["problems"])
