@@ -111,14 +111,3 @@ def slope_ratio(num: SlopeFit, den: SlopeFit, level: float = 0.95):
     lo, hi = np.quantile(r, [alpha, 1.0 - alpha])
     return float(num.slope / den.slope), (float(lo), float(hi))
 
-
-def summarize_levels(values: Sequence[float]) -> tuple:
-    """Mean and a 95% t-interval of replicate values (used to aggregate seeds)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if v.size == 1:
-        return float(v[0]), (float("nan"), float("nan"))
-    m = v.mean()
-    half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-    return float(m), (float(m - half), float(m + half))
