@@ -354,7 +354,11 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
     by_step = cfg.study in ("bias", "theorem")
     x_of = (lambda r: _f(r["step_size"])) if by_step else (lambda r: _f(r["grad_evals"]))
     fitted = {}
-    for key, rs in sorted(groups.items()):
+    def order(item):  # target, then dimension and condition number as numbers
+        t, dim, kappa, metric, sampler = item[0]
+        return (t, int(dim), _f(kappa) if kappa else 0.0, metric, sampler)
+
+    for key, rs in sorted(groups.items(), key=order):
         target, dim, kappa, metric, sampler = key
         # Without floor rows (exact laws, targets without exact samples) a point must still be
         # distinguishable from zero: its lower bound must be positive.
