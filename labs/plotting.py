@@ -62,7 +62,7 @@ def plot_sweep(rows, summary, cfg, path) -> None:
         for r in runs:
             g = (r["sampler"], r["K_ref"]) if theorem else (r["sampler"],)
             groups.setdefault(g, []).append(r)
-        for g, rs in sorted(groups.items()):
+        for g, rs in sorted(groups.items(), key=lambda kv: (kv[0][0], _f(kv[0][-1]))):
             sampler = g[0]
             xs = np.array([_f(r["step_size"] if (bias or theorem) else r["grad_evals"]) for r in rs])
             v = np.array([_f(r["value"]) for r in rs])
@@ -99,8 +99,13 @@ def plot_sweep(rows, summary, cfg, path) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    sched = f"K=ceil({cfg.k_scale:g}/eta)" if cfg.k_schedule == "growing" else f"K={cfg.k_fixed}"
-    fig.suptitle(f"labs.rate_sweep study={cfg.study}: PLMC with {sched}; 95% intervals", fontsize=10)
+    if theorem:
+        sched = f"K in {{{', '.join(map(str, cfg.Ks))}}}, horizon T fixed"
+    elif cfg.k_schedule == "growing":
+        sched = f"K=ceil({cfg.k_scale:g}/eta)"
+    else:
+        sched = f"K={cfg.k_fixed}"
+    fig.suptitle(f"labs.rate_sweep --study {cfg.study}\nPLMC with {sched}; 95% intervals", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
