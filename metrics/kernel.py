@@ -32,11 +32,10 @@ from typing import Callable, Union
 
 import numpy as np
 import torch
-from scipy import stats
 from scipy.spatial.distance import pdist
 
 from ._validation import as_torch_points, check_level, check_same_dim
-from .uncertainty import MetricResult
+from .uncertainty import MetricResult, normal_result
 
 __all__ = ["mmd", "ksd", "median_bandwidth", "gaussian_mmd_squared_closed_form"]
 
@@ -257,14 +256,13 @@ def mmd(
     var = second + max(parts["x_first_order"] + parts["y_first_order"], 0.0)
     value = A + C - 2.0 * B
     se = math.sqrt(max(var, 0.0))
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return MetricResult(
+    return normal_result(
         value=float(value),
-        ci=(value - z * se, value + z * se),
         se=se,
         n=min(n, m),
         method=f"unbiased MMD^2 (U-statistic), Gaussian kernel {bw_desc}; "
         "SE from the Hoeffding decomposition (unbiased moments, positive part)",
+        level=level,
         extra={"bandwidth": sigma, "var_estimate": var, "var_parts": parts, "squared": True},
     )
 
@@ -351,13 +349,12 @@ def ksd(
     mo = _block_moments(kfn, n, n, True, _chunk_rows(n, 5, chunk_bytes), xt.device)
     U, var = _one_sample_var(mo, n)
     se = math.sqrt(max(var, 0.0))
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return MetricResult(
+    return normal_result(
         value=float(U),
-        ci=(U - z * se, U + z * se),
         se=se,
         n=n,
         method=f"KSD^2 U-statistic, IMQ kernel (c={c:g}, beta={beta:g}); "
         "SE from the Hoeffding decomposition (unbiased moments, positive part)",
+        level=level,
         extra={"var_estimate": var, "squared": True},
     )

@@ -33,11 +33,11 @@ from typing import Callable, Union
 
 import numpy as np
 import torch
-from scipy import special, stats
+from scipy import special
 from scipy.spatial import cKDTree
 
 from ._validation import as_numpy_points, check_level, check_positive_int, check_same_dim
-from .uncertainty import MetricResult
+from .uncertainty import MetricResult, normal_result
 
 __all__ = ["kl_knn", "kl_knn_to_density"]
 
@@ -104,14 +104,10 @@ def kl_knn(x, y, k: int = 1, level: float = 0.95) -> MetricResult:
     terms = d * (np.log(nu) - np.log(rho))
     value = float(terms.mean() + math.log(m / (n - 1)))
     se = float(terms.std(ddof=1) / math.sqrt(n))
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return MetricResult(
-        value,
-        (value - z * se, value + z * se),
-        se,
-        n,
+    return normal_result(
+        value, se, n,
         f"k-NN KL estimator (Wang-Kulkarni-Verdu 2009), k={k}; approximate SE (per-point terms)",
-        {"k": k, "biased": True},
+        level, {"k": k, "biased": True},
     )
 
 
@@ -163,12 +159,8 @@ def kl_knn_to_density(x, log_prob: Union[Callable, object], k: int = 1, level: f
     terms = -(d * np.log(rho) + lp)
     value = float(terms.mean() - const)
     se = float(terms.std(ddof=1) / math.sqrt(n))
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return MetricResult(
-        value,
-        (value - z * se, value + z * se),
-        se,
-        n,
+    return normal_result(
+        value, se, n,
         f"KL = -H_KL - E log pi (Kozachenko-Leonenko entropy, k={k}); approximate SE",
-        {"k": k, "entropy": float(const + (d * np.log(rho)).mean()), "cross_entropy": float(-lp.mean())},
+        level, {"k": k, "entropy": float(const + (d * np.log(rho)).mean()), "cross_entropy": float(-lp.mean())},
     )

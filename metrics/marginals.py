@@ -26,10 +26,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-from scipy import stats
 
 from ._validation import as_numpy_points, check_level, check_positive_int
-from .uncertainty import MetricResult
+from .uncertainty import MetricResult, normal_z
 
 __all__ = ["marginal_w2", "marginal_tv", "interval_conditional_moments"]
 
@@ -199,7 +198,7 @@ def marginal_w2(
     xa = as_numpy_points(x, "x", min_rows=2)
     _check_target(xa, target, "marginal_w2")
     n, d = xa.shape
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = normal_z(level)
     if pool:
         flat = xa.reshape(-1)
         order = np.argsort(flat, kind="stable")
@@ -390,7 +389,7 @@ def marginal_tv(
         phi = np.take_along_axis(grad.T, idx, axis=0).mean(axis=1)  # grad.T: [B, d]
         value = float(tv.mean())
     se = float(phi.std(ddof=1) / math.sqrt(n))
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = normal_z(level)
     binning_floor = float(grid.tv(np.full((1, B), 1.0 / B))[0][0])
     extra = {
         "bins": B,

@@ -19,7 +19,6 @@ import numpy as np
 import ot
 import torch
 from ot.sliced import get_random_projections
-from scipy import stats
 
 from ._validation import (
     as_numpy_points,
@@ -28,7 +27,7 @@ from ._validation import (
     check_positive_int,
     check_same_dim,
 )
-from .uncertainty import MetricResult
+from .uncertainty import MetricResult, normal_z
 
 __all__ = ["w2_empirical", "sliced_w2", "emd_bytes_estimate"]
 
@@ -150,7 +149,7 @@ def w2_empirical(
         ]
     )
     se2 = float(vals.std(ddof=1) / math.sqrt(n_batches))
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = normal_z(level)
     lo2, hi2 = w2sq - z * se2, w2sq + z * se2
     ci_w = (math.sqrt(max(lo2, 0.0)), math.sqrt(max(hi2, 0.0)))
     se = se2 / (2.0 * w2) if w2 > 0 else None
@@ -240,7 +239,7 @@ def sliced_w2(
     sw2sq = float(per.mean())
     sw2 = math.sqrt(max(sw2sq, 0.0))
     se2 = float(per.std(ddof=1) / math.sqrt(per.size))
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = normal_z(level)
     ci = (math.sqrt(max(sw2sq - z * se2, 0.0)), math.sqrt(max(sw2sq + z * se2, 0.0)))
     se = se2 / (2 * sw2) if sw2 > 0 else None
     return MetricResult(

@@ -64,8 +64,15 @@ class MetricResult:
         return float(self.ci[1] - self.ci[0])
 
 
-def _z(level: float) -> float:
+def normal_z(level: float) -> float:
+    """The two-sided normal quantile ``z`` of a ``level`` interval (1.96 for 0.95)."""
     return float(stats.norm.ppf(0.5 + level / 2.0))
+
+
+def normal_result(value: float, se: float, n: int, method: str, level: float = 0.95, extra=None) -> MetricResult:
+    """``MetricResult`` with the symmetric normal interval ``value ± z se``."""
+    z = normal_z(level)
+    return MetricResult(float(value), (value - z * se, value + z * se), se, n, method, extra if extra is not None else {})
 
 
 def mean_ci(values, level: float = 0.95) -> MetricResult:
