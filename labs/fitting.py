@@ -21,7 +21,7 @@ then reflects curvature of the log-log curve, not noise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -296,7 +296,6 @@ class _TVGrid:
 
     def tv(self, probs: np.ndarray):
         """TV and its gradient w.r.t. bin probabilities, for ``probs`` [c, B] (rows sum to 1)."""
-        c = probs.shape[0]
         B = self.B
         tail = 0.5 * (np.abs(probs[:, 0] - 1.0 / B) + np.abs(probs[:, -1] - 1.0 / B))
         grad = np.zeros_like(probs)
