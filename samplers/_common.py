@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["StepInfo", "check_step_size", "check_K", "check_positive_int"]
+__all__ = ["StepInfo", "check_step_size", "check_K", "check_positive_int", "gaussian", "uniform"]
 
 
 class StepInfo(NamedTuple):
@@ -46,3 +46,17 @@ def check_K(K) -> int:
     if K is None:
         raise ValueError("K (the number of Poisson-midpoint sub-steps) is required, got None")
     return check_positive_int(K, "K", 1)
+
+
+def gaussian(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -> torch.Tensor:
+    """Standard normal draws of ``shape`` from ``generator``: every sampler's Gaussian noise.
+
+    All samplers draw their Gaussians through this one function, so how noise is made is decided
+    in one place.
+    """
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
+def uniform(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -> torch.Tensor:
+    """``U[0, 1)`` draws of ``shape`` from ``generator`` (selections, midpoints, acceptances)."""
+    return torch.rand(shape, generator=generator, device=device, dtype=dtype)

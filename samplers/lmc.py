@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import StepInfo, check_step_size
+from ._common import StepInfo, check_step_size, gaussian
 
 __all__ = ["LMCState", "init", "step"]
 
@@ -29,7 +29,7 @@ def step(generator: torch.Generator, state: LMCState, target, step_size: float):
     """One LMC step for every chain; returns ``(new_state, StepInfo)``."""
     eta = check_step_size(step_size)
     x = state.x
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
     x_new = x - eta * target.grad_potential(x)  # x + eta b(x), with b = -∇F
     x_new += math.sqrt(2.0 * eta) * z
     evals = torch.ones(x.shape[0], dtype=torch.int64, device=x.device)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import StepInfo, check_step_size
+from ._common import StepInfo, check_step_size, gaussian, uniform
 
 __all__ = ["MALAState", "init", "step"]
 
@@ -36,14 +36,14 @@ def step(generator: torch.Generator, state: MALAState, target, step_size: float)
     """One MALA step; draws, in order: ``Z`` ``[n, d]``, the acceptance uniforms ``[n]``."""
     eta = check_step_size(step_size)
     x, fx, gx = state
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
     y = x - eta * gx + math.sqrt(2.0 * eta) * z
     fy = target.potential(y)
     gy = target.grad_potential(y)
     log_q_back = -((x - y + eta * gy) ** 2).sum(-1) / (4.0 * eta)  # log q(x | y)
     log_q_fwd = -((y - x + eta * gx) ** 2).sum(-1) / (4.0 * eta)   # log q(y | x)
     log_alpha = fx - fy + log_q_back - log_q_fwd
-    u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    u = uniform(generator, x.shape[0], dtype=x.dtype, device=x.device)
     # A non-finite proposal (NaN log_alpha) is rejected: the comparison is False.
     accept = torch.log(u) < log_alpha
     keep = accept.unsqueeze(-1)

@@ -53,6 +53,8 @@ import math
 
 import torch
 
+from ._common import gaussian, uniform
+
 __all__ = ["LinearScheme", "OverdampedScheme", "reference_step", "fast_step", "geometric"]
 
 
@@ -123,7 +125,7 @@ class OverdampedScheme(LinearScheme):
         return math.sqrt(2.0 * self.h) * torch.sqrt((j - i).to(self.target.dtype)).unsqueeze(-1)
 
     def _randn(self, n, generator, device):
-        return torch.randn((n, self.target.dim), generator=generator, device=device, dtype=self.target.dtype)
+        return gaussian(generator, (n, self.target.dim), dtype=self.target.dtype, device=device)
 
     def fresh_noise(self, i, j, generator):
         return self._randn(j.shape[0], generator, j.device).mul_(self._std(i, j))
@@ -144,7 +146,7 @@ def geometric(p: float, n: int, generator: torch.Generator, device) -> torch.Ten
     Inverse CDF in float64: ``G = floor(log(1 - U) / log(1 - p)) + 1`` with ``U ~ U[0, 1)``,
     so ``P(G > k) = (1 - p)^k`` exactly up to float64 resolution of ``U``.
     """
-    u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    u = uniform(generator, n, dtype=torch.float64, device=device)
     if p >= 1.0:
         return torch.ones(n, dtype=torch.int64, device=device)
     g = torch.floor(torch.log1p(-u) / math.log1p(-p)) + 1.0
@@ -166,13 +168,13 @@ def reference_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearSc
     for i in range(K):
         g_corr = g0
         if i > 0:
-            selected = torch.rand(n, generator=generator, device=x.device, dtype=torch.float64) < 1.0 / K
+            selected = uniform(generator, n, dtype=torch.float64, device=x.device) < 1.0 / K
             rows = selected.nonzero().squeeze(-1)
             if rows.numel() > 0:
                 delta = scheme.evaluate(y[rows], i) - g0[rows]
                 g_corr = g0.index_add(0, rows, K * delta)
                 evals = evals + selected.to(torch.int64)
-        z = torch.randn(scheme.noise_shape(x), generator=generator, device=x.device, dtype=x.dtype)
+        z = gaussian(generator, scheme.noise_shape(x), dtype=x.dtype, device=x.device)
         x_path = scheme.fine_step(x_path, g_corr, i, z)
         y = scheme.fine_step(y, g0, i, z)
     return x_path, evals

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import StepInfo, check_step_size
+from ._common import StepInfo, check_step_size, gaussian, uniform
 
 __all__ = ["RLMCState", "init", "step"]
 
@@ -33,9 +33,9 @@ def step(generator: torch.Generator, state: RLMCState, target, step_size: float)
     """One RLMC step; draws, in order: ``u`` ``[n]``, ``Z_1``, ``Z_2`` ``[n, d]``."""
     eta = check_step_size(step_size)
     x = state.x
-    u = torch.rand(x.shape[0], 1, generator=generator, device=x.device, dtype=x.dtype)
-    z1 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    z2 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    u = uniform(generator, (x.shape[0], 1), dtype=x.dtype, device=x.device)
+    z1 = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
+    z2 = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
     w_mid = z1.mul_(torch.sqrt(u * eta))                    # W(u eta)
     w_end = z2.mul_(torch.sqrt((1.0 - u) * eta)).add_(w_mid)  # W(eta) = W(u eta) + independent increment
     # b = -∇F:  Y = X + u eta b(X) + sqrt(2) W(u eta);  X' = X + eta b(Y) + sqrt(2) W(eta)
