@@ -27,6 +27,10 @@ Every matrix above is a polynomial in ``A``, so in the eigenbasis of ``A`` (eige
 ``Sigma = P - mu mu^T`` directly (``Sigma' = F∘Sigma + (F - a a^T)∘(mu mu^T) + diag(n)``), which
 is exact and avoids cancellation, at ``O(d^2)`` per step.
 
+The underdamped methods (``ulmc``, ``pulmc``, ``rulmc``) have the same kind of recursions on
+the (position, velocity) pair, in :mod:`metrics.underdamped_laws`; :func:`exact_law` and
+:func:`stationary_law` take them too, with ``friction``.
+
 What is exact: LMC's law is Gaussian, so its KL and W2 to the target are exact.  PLMC's and
 RLMC's laws are *not* Gaussian; their mean and covariance are exact, and the W2 between the
 Gaussians with those moments is a **lower bound** on the true W2 (Gelbrich's bound: among all
@@ -43,28 +47,41 @@ import torch
 
 from samplers._common import check_K, check_positive_int, check_step_size
 
+from . import underdamped_laws
+from .underdamped_laws import UNDERDAMPED_METHODS
+
 __all__ = ["ExactLaw", "one_step_coefficients", "exact_law", "stationary_law", "law_errors",
            "EXACT_METHODS", "mean_grad_evals_per_step"]
 
-EXACT_METHODS = ("lmc", "plmc", "plmc_ref", "rlmc")
+EXACT_METHODS = ("lmc", "plmc", "plmc_ref", "rlmc") + UNDERDAMPED_METHODS
 
 
 def _check_method(method: str, K):
     if method not in EXACT_METHODS:
         raise ValueError(f"no exact moment recursion for method {method!r}; known: {', '.join(EXACT_METHODS)}")
-    if method.startswith("plmc"):
+    if method.startswith(("plmc", "pulmc")):
         return check_K(K)
     if K is not None:
         raise ValueError(f"method {method!r} takes no K, got K={K!r}")
     return None
 
 
+def _check_friction(method: str, friction):
+    from samplers.underdamped import DEFAULT_FRICTION, check_friction
+
+    if method in UNDERDAMPED_METHODS:
+        return check_friction(DEFAULT_FRICTION if friction is None else friction)
+    if friction is not None:
+        raise ValueError(f"method {method!r} is overdamped and takes no friction, got friction={friction!r}")
+    return None
+
+
 def mean_grad_evals_per_step(method: str, K: Optional[int] = None) -> float:
     """Expected gradient evaluations per step (per chain) of ``method``."""
     K = _check_method(method, K)
-    if method == "lmc":
+    if method in ("lmc", "ulmc"):
         return 1.0
-    if method == "rlmc":
+    if method in ("rlmc", "rulmc"):
         return 2.0
     return 2.0 - 1.0 / K
 
@@ -75,6 +92,8 @@ def one_step_coefficients(method: str, lam: np.ndarray, step_size: float, K: Opt
     ``lam`` are the eigenvalues of the target's precision ``A``.
     """
     K = _check_method(method, K)
+    if method in UNDERDAMPED_METHODS:
+        raise ValueError(f"{method} acts on (position, velocity): see metrics.underdamped_laws.step_model")
     eta = check_step_size(step_size)
     lam = np.asarray(lam, dtype=np.float64)
     m = 1.0 - eta * lam
@@ -118,8 +137,10 @@ class ExactLaw:
 
     steps:      ``[R]`` step indices (0 = the start).
     grad_evals: ``[R]`` expected gradient evaluations per chain after those steps.
-    means:      ``[R, d]``; covs: ``[R, d, d]``.
-    gaussian:   True for LMC (the law is exactly ``N(mean, cov)``), False otherwise.
+    means:      ``[R, d]``; covs: ``[R, d, d]`` (positions, for the underdamped methods).
+    gaussian:   True for LMC and ULMC (the law is exactly ``N(mean, cov)``), False otherwise.
+    friction:   the underdamped methods' ``gamma`` (else ``None``).
+    v_means, v_covs, cross_covs: velocities' mean and covariance and ``Cov(U, V)`` (underdamped).
     """
 
     method: str
@@ -130,26 +151,51 @@ class ExactLaw:
     means: np.ndarray
     covs: np.ndarray
     gaussian: bool
+    friction: Optional[float] = None
+    v_means: Optional[np.ndarray] = None
+    v_covs: Optional[np.ndarray] = None
+    cross_covs: Optional[np.ndarray] = None
+
+
+def _start(value, default, shape, name):
+    out = default if value is None else np.asarray(torch.as_tensor(value, dtype=torch.float64).cpu(), dtype=np.float64)
+    if out.shape != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(out.shape)}")
+    return out
 
 
 def exact_law(method: str, target, n_steps: int, step_size: float, K: Optional[int] = None,
-              mean0=None, cov0=None, record_every: Optional[int] = None) -> ExactLaw:
+              mean0=None, cov0=None, record_every: Optional[int] = None, *, friction=None,
+              v_mean0=None, v_cov0=None) -> ExactLaw:
     """Propagate the exact mean and covariance for ``n_steps`` steps.
 
     The start law defaults to ``N(0, I)``, the default start of :func:`samplers.sample`.
     ``mean0``/``cov0`` give another (``cov0 = 0`` for a point mass).  Records the start, every
     ``record_every`` steps and the last step (only the last when ``record_every`` is None).
+    Underdamped methods take ``friction`` and an independent velocity start ``N(v_mean0, v_cov0)``
+    (default ``N(0, I)``, their stationary law, as in :func:`samplers.sample`).
     """
     K = _check_method(method, K)
+    friction = _check_friction(method, friction)
+    step_size = check_step_size(step_size)
     n_steps = check_positive_int(n_steps, "n_steps", 0)
     if record_every is not None:
         record_every = check_positive_int(record_every, "record_every", 1)
     lam, Q, m_target = _spectral(target)
     d = lam.shape[0]
-    mu0 = np.zeros(d) if mean0 is None else np.asarray(torch.as_tensor(mean0, dtype=torch.float64).cpu(), dtype=np.float64)
-    S0 = np.eye(d) if cov0 is None else np.asarray(torch.as_tensor(cov0, dtype=torch.float64).cpu(), dtype=np.float64)
-    if mu0.shape != (d,) or S0.shape != (d, d):
-        raise ValueError(f"mean0/cov0 must have shapes [{d}] and [{d}, {d}], got {mu0.shape} and {S0.shape}")
+    mu0 = _start(mean0, np.zeros(d), (d,), "mean0")
+    S0 = _start(cov0, np.eye(d), (d, d), "cov0")
+    per_step = mean_grad_evals_per_step(method, K)
+    if method in UNDERDAMPED_METHODS:
+        vm0 = _start(v_mean0, np.zeros(d), (d,), "v_mean0")
+        vS0 = _start(v_cov0, np.eye(d), (d, d), "v_cov0")
+        model = underdamped_laws.step_model(method, step_size, friction, K)
+        mom = underdamped_laws.run_moments(model, lam, Q, m_target, n_steps, mu0, S0, vm0, vS0, record_every)
+        return ExactLaw(method, step_size, K, mom.steps, mom.steps * per_step, mom.means, mom.covs,
+                        gaussian=(method == "ulmc" or K == 1), friction=friction, v_means=mom.v_means,
+                        v_covs=mom.v_covs, cross_covs=mom.cross_covs)
+    if v_mean0 is not None or v_cov0 is not None:
+        raise ValueError(f"method {method!r} is overdamped and has no velocities (v_mean0/v_cov0)")
     a, F, noise = one_step_coefficients(method, lam, step_size, K)
     G = F - np.outer(a, a)
     mu = Q.T @ (mu0 - m_target)
@@ -170,18 +216,40 @@ def exact_law(method: str, target, n_steps: int, step_size: float, K: Optional[i
         if (record_every is not None and k % record_every == 0) or k == n_steps:
             record(k)
     steps = np.asarray(steps)
-    per_step = mean_grad_evals_per_step(method, K)
     return ExactLaw(method, float(step_size), K, steps, steps * per_step,
                     np.stack(means), np.stack(covs), gaussian=(method == "lmc"))
 
 
-def stationary_law(method: str, target, step_size: float, K: Optional[int] = None):
+def stationary_law(method: str, target, step_size: float, K: Optional[int] = None, *, friction=None,
+                   velocities: bool = False):
     """The fixed point ``(mean, cov)`` of the exact recursion (the chain's stationary moments).
 
+    For the underdamped methods these are the positions' moments; with ``velocities=True`` the
+    joint ones, ``(mean [2d], cov [2d, 2d])`` ordered (positions, velocities).
     Raises ValueError if the step size makes the second moments unstable (``F_kk >= 1``).
     """
     K = _check_method(method, K)
+    friction = _check_friction(method, friction)
+    step_size = check_step_size(step_size)
     lam, Q, m_target = _spectral(target)
+    if method in UNDERDAMPED_METHODS:
+        try:
+            blocks = underdamped_laws.stationary_blocks(
+                underdamped_laws.step_model(method, step_size, friction, K), lam)
+        except ValueError as exc:
+            raise ValueError(f"step_size={step_size} is unstable for {method} with friction={friction} "
+                             f"on this target: {exc}") from exc
+        cov_u = (Q * blocks[:, 0, 0]) @ Q.T
+        if not velocities:
+            return m_target.copy(), cov_u
+        d = lam.shape[0]
+        cov = np.empty((2 * d, 2 * d))
+        cov[:d, :d] = cov_u
+        cov[:d, d:] = cov[d:, :d] = (Q * blocks[:, 0, 1]) @ Q.T
+        cov[d:, d:] = (Q * blocks[:, 1, 1]) @ Q.T
+        return np.concatenate([m_target, np.zeros(d)]), cov
+    if velocities:
+        raise ValueError(f"method {method!r} is overdamped and has no velocities")
     a, F, noise = one_step_coefficients(method, lam, step_size, K)
     f = np.diag(F)
     if np.any(np.abs(a) >= 1.0) or np.any(f >= 1.0):

@@ -1,13 +1,14 @@
 """Langevin samplers, batched over chains in torch, counting every gradient evaluation.
 
-One module per method (``lmc``, ``plmc``, ``rlmc``, ``mala``), each with a small state, an
+One module per method (``lmc``, ``plmc``, ``rlmc``, ``mala``; ``underdamped`` holds ULMC, PULMC
+and the underdamped randomized midpoint), each with a small state, an
 ``init`` and a ``step(generator, state, target, step_size[, K]) -> (state, StepInfo)``;
 the Poisson-midpoint engine lives in :mod:`samplers.poisson`.  :func:`sample` runs any of them.
 """
 
-from . import lmc, mala, plmc, poisson, rlmc
+from . import lmc, mala, plmc, poisson, rlmc, underdamped
 from ._common import StepInfo
 from .api import METHODS, SampleResult, make_generator, sample
 
 __all__ = ["sample", "SampleResult", "METHODS", "StepInfo", "make_generator",
-           "lmc", "plmc", "rlmc", "mala", "poisson"]
+           "lmc", "plmc", "rlmc", "mala", "poisson", "underdamped"]

@@ -1,4 +1,4 @@
-"""One entry point for every overdamped sampler: :func:`sample`."""
+"""One entry point for every sampler, overdamped and underdamped: :func:`sample`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import lmc, mala, plmc, rlmc
+from . import lmc, mala, plmc, rlmc, underdamped
 from ._common import check_K, check_positive_int, check_step_size
 
 __all__ = ["METHODS", "SampleResult", "sample", "make_generator"]
@@ -20,6 +20,7 @@ class _Method:
     step: Callable
     takes_K: bool
     description: str
+    underdamped: bool = False
 
 
 METHODS: dict[str, _Method] = {
@@ -30,6 +31,14 @@ METHODS: dict[str, _Method] = {
                         "Poisson-midpoint LMC, plain loop over K fine steps (reference, O(K) time)"),
     "rlmc": _Method(rlmc.init, rlmc.step, False, "randomized midpoint LMC (Shen & Lee), 2 gradients/step"),
     "mala": _Method(mala.init, mala.step, False, "Metropolis-adjusted Langevin, 1 gradient/step (+1 at start)"),
+    "ulmc": _Method(underdamped.init, underdamped.ulmc_step, False,
+                    "underdamped Langevin, exponential integrator, 1 gradient/step", True),
+    "pulmc": _Method(underdamped.init, underdamped.pulmc_step, True,
+                     "Poisson-midpoint ULMC, K-independent sampling, 2 - 1/K gradients/step on average", True),
+    "pulmc_ref": _Method(underdamped.init, underdamped.pulmc_step_reference, True,
+                         "Poisson-midpoint ULMC, plain loop over K fine steps (reference, O(K) time)", True),
+    "rulmc": _Method(underdamped.init, underdamped.rulmc_step, False,
+                     "underdamped randomized midpoint (Shen & Lee, Algorithm 1), 2 gradients/step", True),
 }
 
 
@@ -37,13 +46,15 @@ METHODS: dict[str, _Method] = {
 class SampleResult:
     """What :func:`sample` returns.
 
-    x:           ``[n_chains, d]`` final states.
+    x:           ``[n_chains, d]`` final states (positions, for the underdamped methods).
+    v:           ``[n_chains, d]`` final velocities (underdamped methods only, else ``None``).
     grad_evals:  ``[n_chains]`` int64, gradient evaluations made by each chain (MALA's start
                  included).
     diverged:    ``[n_chains]`` bool, chains whose state stopped being finite at some step.
                  Their rows of ``x`` are not finite; metrics refuse them, so drop or report them.
-    trace:       ``[n_records, n_chains, d]`` states at ``trace_steps`` (``None`` unless
-                 ``record_every`` was given); the start is record 0.
+    trace:       ``[n_records, n_chains, d]`` states (positions) at ``trace_steps`` (``None``
+                 unless ``record_every`` was given); the start is record 0.
+    trace_v:     the same for velocities (underdamped methods only).
     trace_steps: step index of each record.
     trace_grad_evals: ``[n_records, n_chains]`` cumulative gradient evaluations at each record.
     acceptance:  mean acceptance rate per chain (MALA only).
@@ -53,7 +64,9 @@ class SampleResult:
     x: torch.Tensor
     grad_evals: torch.Tensor
     diverged: torch.Tensor
+    v: Optional[torch.Tensor] = None
     trace: Optional[torch.Tensor] = None
+    trace_v: Optional[torch.Tensor] = None
     trace_steps: list = field(default_factory=list)
     trace_grad_evals: Optional[torch.Tensor] = None
     acceptance: Optional[torch.Tensor] = None
@@ -87,6 +100,25 @@ def _check_device(device) -> torch.device:
     return dev
 
 
+def _check_start(x0, name: str, n_chains: int, d: int, dtype, device):
+    """``x0`` as ``[n_chains, d]`` (a ``[d]`` start is broadcast), or ValueError naming what is wrong."""
+    if x0 is None:
+        return None
+    if not isinstance(x0, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x0).__name__}")
+    if x0.dtype != dtype:
+        raise ValueError(f"{name} has dtype {x0.dtype} but the run uses dtype {dtype}")
+    if x0.device.type != device.type or (device.index is not None and x0.device != device):
+        raise ValueError(f"{name} is on device {x0.device} but the run uses device {device}")
+    if x0.shape == (d,):
+        x0 = x0.expand(n_chains, d)
+    elif tuple(x0.shape) != (n_chains, d):
+        raise ValueError(f"{name} must have shape [{n_chains}, {d}] or [{d}], got {list(x0.shape)}")
+    if not torch.isfinite(x0).all():
+        raise ValueError(f"{name} contains non-finite values")
+    return x0
+
+
 def sample(
     method: str,
     target,
@@ -95,7 +127,9 @@ def sample(
     step_size: float,
     *,
     K: Optional[int] = None,
+    friction: Optional[float] = None,
     x0: Optional[torch.Tensor] = None,
+    v0: Optional[torch.Tensor] = None,
     seed: int = 0,
     device="cpu",
     dtype: torch.dtype = torch.float64,
@@ -104,13 +138,19 @@ def sample(
 ) -> SampleResult:
     """Run ``n_chains`` independent chains of ``method`` for ``n_steps`` steps of ``step_size``.
 
-    method:       one of :data:`METHODS` (``"lmc"``, ``"plmc"``, ``"plmc_ref"``, ``"rlmc"``,
-                  ``"mala"``).
+    method:       one of :data:`METHODS`: overdamped ``"lmc"``, ``"plmc"``, ``"plmc_ref"``,
+                  ``"rlmc"``, ``"mala"``; underdamped ``"ulmc"``, ``"pulmc"``, ``"pulmc_ref"``,
+                  ``"rulmc"`` (see :mod:`samplers.underdamped`).
     target:       a :class:`targets.Target`; it is converted to ``device`` / ``dtype``.
-    K:            Poisson-midpoint sub-steps (``"plmc"``, ``"plmc_ref"`` only; required there).
+    K:            Poisson-midpoint sub-steps (``"plmc"``, ``"plmc_ref"``, ``"pulmc"``,
+                  ``"pulmc_ref"`` only; required there).
+    friction:     ``gamma`` of the underdamped methods (default
+                  :data:`samplers.underdamped.DEFAULT_FRICTION` = 2); refused for the others.
     x0:           ``[n_chains, d]`` or ``[d]`` start on ``device`` with ``dtype``.  Default: i.i.d.
                   ``N(0, I_d)`` draws from the run's generator (the same for every method with
                   the same seed, so methods start from the same points).
+    v0:           start velocities of the underdamped methods, same shapes as ``x0``.  Default:
+                  their stationary law ``N(0, I_d)``, drawn from the run's generator after ``x0``.
     seed:         seeds a ``torch.Generator`` on ``device``: the same seed and arguments give
                   the same numbers bit for bit on the CPU.
     record_every: keep the states every ``record_every`` steps (and at the start and the end).
@@ -129,6 +169,12 @@ def sample(
         K = check_K(K)
     elif K is not None:
         raise ValueError(f"method {method!r} takes no K, got K={K!r}")
+    if spec.underdamped:
+        friction = underdamped.check_friction(underdamped.DEFAULT_FRICTION if friction is None else friction)
+    elif friction is not None:
+        raise ValueError(f"method {method!r} is overdamped and takes no friction, got friction={friction!r}")
+    if v0 is not None and not spec.underdamped:
+        raise ValueError(f"method {method!r} is overdamped and takes no v0")
     if record_every is not None:
         record_every = check_positive_int(record_every, "record_every", 1)
     dtype = _check_dtype(dtype)
@@ -136,19 +182,8 @@ def sample(
     if not hasattr(target, "grad_potential") or not hasattr(target, "dim"):
         raise ValueError(f"target must be a targets.Target, got {type(target).__name__}")
     d = target.dim
-    if x0 is not None:
-        if not isinstance(x0, torch.Tensor):
-            raise ValueError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.dtype != dtype:
-            raise ValueError(f"x0 has dtype {x0.dtype} but the run uses dtype {dtype}")
-        if x0.device.type != device.type or (device.index is not None and x0.device != device):
-            raise ValueError(f"x0 is on device {x0.device} but the run uses device {device}")
-        if x0.shape == (d,):
-            x0 = x0.expand(n_chains, d)
-        elif tuple(x0.shape) != (n_chains, d):
-            raise ValueError(f"x0 must have shape [{n_chains}, {d}] or [{d}], got {list(x0.shape)}")
-        if not torch.isfinite(x0).all():
-            raise ValueError("x0 contains non-finite values")
+    x0 = _check_start(x0, "x0", n_chains, d, dtype, device)
+    v0 = _check_start(v0, "v0", n_chains, d, dtype, device)
     target = target.to(device=device, dtype=dtype)
 
     gen = make_generator(seed, device)
@@ -157,14 +192,24 @@ def sample(
     x0 = x0.clone()
 
     extra = (K,) if spec.takes_K else ()
-    state = spec.init(x0, target)
+    if spec.underdamped:
+        if v0 is None:  # the velocities' stationary law
+            v0 = torch.randn((n_chains, d), generator=gen, device=device, dtype=dtype)
+        extra += (friction,)
+        state = spec.init(x0, v0)
+    else:
+        state = spec.init(x0, target)
     grad_evals = torch.full((n_chains,), 1 if method == "mala" else 0, dtype=torch.int64, device=device)
     diverged = torch.zeros(n_chains, dtype=torch.bool, device=device)
     accepted = torch.zeros(n_chains, dtype=torch.int64, device=device) if method == "mala" else None
     records, rec_steps, rec_evals = [], [], []
 
+    records_v = []
+
     def record(k):
         records.append(state.x.clone())
+        if spec.underdamped:
+            records_v.append(state.v.clone())
         rec_steps.append(k)
         rec_evals.append(grad_evals.clone())
 
@@ -174,6 +219,8 @@ def sample(
         state, info = spec.step(gen, state, target, step_size, *extra)
         grad_evals += info.grad_evals
         diverged |= ~torch.isfinite(state.x).all(dim=-1)
+        if spec.underdamped:
+            diverged |= ~torch.isfinite(state.v).all(dim=-1)
         if accepted is not None:
             accepted += info.accepted
         if record_every is not None and (k % record_every == 0 or k == n_steps):
@@ -185,19 +232,22 @@ def sample(
     if n_div:
         warnings.warn(
             f"{method}: {n_div} of {n_chains} chains diverged (non-finite state) with step_size="
-            f"{step_size}{'' if K is None else f', K={K}'}; they are flagged in result.diverged",
+            f"{step_size}{'' if K is None else f', K={K}'}"
+            f"{'' if friction is None else f', friction={friction}'}; they are flagged in result.diverged",
             RuntimeWarning,
             stacklevel=2,
         )
     return SampleResult(
         x=state.x,
+        v=state.v if spec.underdamped else None,
         grad_evals=grad_evals,
         diverged=diverged,
         trace=torch.stack(records) if records else None,
+        trace_v=torch.stack(records_v) if records_v else None,
         trace_steps=rec_steps,
         trace_grad_evals=torch.stack(rec_evals) if rec_evals else None,
         acceptance=(accepted.to(dtype) / max(n_steps, 1)) if accepted is not None else None,
         settings=dict(method=method, n_chains=n_chains, n_steps=n_steps, step_size=step_size, K=K,
-                      seed=seed, device=str(device), dtype=str(dtype).replace("torch.", ""),
+                      friction=friction, seed=seed, device=str(device), dtype=str(dtype).replace("torch.", ""),
                       target=repr(target)),
     )
