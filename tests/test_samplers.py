@@ -682,7 +682,7 @@ BAD_CALLS = [
     ("K to lmc", "lmc", {"K": 3}, r"takes no K.*3"),
     ("K to rlmc", "rlmc", {"K": 3}, r"takes no K.*3"),
     ("K to mala", "mala", {"K": 1}, r"takes no K.*1"),
-    ("unknown method", "ulmc", {}, r"unknown method 'ulmc'"),
+    ("unknown method", "ulmcc", {}, r"unknown method 'ulmcc'"),
     ("n_chains 0", "lmc", {"n_chains": 0}, r"n_chains.*\b0\b"),
     ("n_chains -3", "lmc", {"n_chains": -3}, r"n_chains.*-3"),
     ("n_chains 2.0", "lmc", {"n_chains": 2.0}, r"n_chains.*2\.0"),
