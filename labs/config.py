@@ -33,6 +33,7 @@ class SweepConfig:
     k_schedule: str = "growing"          # PLMC: K = ceil(k_scale / eta) ("growing") or k_fixed
     k_scale: float = 1.0
     k_fixed: int = 10
+    friction: float = 2.0                # underdamped samplers (ulmc, pulmc, rulmc)
     dims: list = field(default_factory=lambda: [2, 10, 100])        # scaling study
     kappas: list = field(default_factory=lambda: [1.0, 10.0, 100.0])  # scaling study
     step_sizes: Optional[list] = None    # bias / theorem studies; None: defaults
@@ -43,6 +44,9 @@ class SweepConfig:
     resume: bool = False
     quick: bool = False
     progress: Optional[bool] = None      # None: on when stderr is a terminal
+    executor: str = "local"              # "local" (serial, here) or "dask" (labs/executor.py)
+    address: Optional[str] = None        # dask: scheduler of an existing cluster, e.g. tcp://host:8786
+    workers: Optional[int] = None        # dask: start a local cluster of this many workers
 
     def validate(self) -> "SweepConfig":
         from samplers import METHODS
@@ -76,6 +80,9 @@ class SweepConfig:
         if self.horizon is not None:
             _positive(self.horizon, "horizon")
         _positive(self.k_scale, "k_scale")
+        from samplers.underdamped import check_friction
+
+        check_friction(self.friction)
         if self.k_schedule not in K_SCHEDULES:
             raise ValueError(f"unknown K schedule {self.k_schedule!r}; known: {', '.join(K_SCHEDULES)}")
         if self.start not in ("target", "standard"):
@@ -95,6 +102,9 @@ class SweepConfig:
         if self.step_sizes is not None:
             for h in self.step_sizes:
                 _positive(h, "step size")
+        from labs.executor import check_executor
+
+        check_executor(self.executor, self.address, self.workers, self.device)
         return self
 
     def to_dict(self) -> dict:

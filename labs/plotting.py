@@ -15,7 +15,7 @@ import seaborn as sns  # noqa: E402
 __all__ = ["plot_sweep"]
 
 _METRIC_LABEL = {
-    "w2": "W2 to target (exact for LMC; Gaussian lower bound for PLMC/RLMC)",
+    "w2": "W2 to target (exact for LMC/ULMC; Gaussian lower bound otherwise)",
     "kl": "KL(law || target), exact",
     "cov_error": "||Cov - Cov_target||_F, exact",
     "marginal_w2": "1-D marginal W2 to target (pooled coordinates, quantiles)",
@@ -50,7 +50,8 @@ def plot_sweep(rows, summary, cfg, path) -> None:
     ncol = min(3, len(panels))
     nrow = math.ceil(len(panels) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
-    palette = dict(zip(["lmc", "plmc", "plmc_ref", "rlmc", "mala"], sns.color_palette("deep", 5)))
+    palette = dict(zip(["lmc", "plmc", "plmc_ref", "rlmc", "mala", "ulmc", "pulmc", "pulmc_ref", "rulmc"],
+                       sns.color_palette("deep", 9)))
     fits = {(f["target"], str(f["dim"]), _kappa(f["kappa"]), f["metric"], f["sampler"]): f
             for f in summary.get("fits", [])}
     for ax, panel in zip(axes.flat, panels):
@@ -73,7 +74,9 @@ def plot_sweep(rows, summary, cfg, path) -> None:
             yerr = np.vstack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)])
             label = sampler
             if theorem:
-                label = f"{'PLMC(eta,K)' if sampler == 'plmc' else 'LMC(eta)'} vs LMC(eta/K), K={g[1]}"
+                base = "ULMC" if sampler in ("ulmc", "pulmc", "pulmc_ref") else "LMC"
+                label = (f"{sampler.upper() + '(eta,K)' if sampler.startswith('p') else base + '(eta)'} "
+                         f"vs {base}(eta/K), K={g[1]}")
             else:
                 f = fits.get((target, str(dim), _kappa(kappa), metric, sampler))
                 if f is not None and f["slope"] is not None:
@@ -82,7 +85,7 @@ def plot_sweep(rows, summary, cfg, path) -> None:
                     ax.plot(xx, np.exp(f["intercept"]) * xx ** f["slope"], "--", color=palette.get(sampler), lw=1)
                 elif f is not None:
                     label = f"{sampler}: no fit"
-            ls = "-" if sampler == "plmc" or not theorem else ":"
+            ls = "-" if sampler.startswith("p") or not theorem else ":"
             ax.errorbar(xs, v, yerr=yerr, fmt="o" + ls, ms=4, capsize=2, color=palette.get(sampler) if not theorem else None,
                         label=label)
         if floor:

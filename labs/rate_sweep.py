@@ -24,9 +24,19 @@ Studies (``--study``):
     The ``rate`` study on Gaussians over ``--dims`` x ``--kappas``: how slopes and the
     speed-up ratio depend on dimension and condition number.
 
+Underdamped samplers (``--samplers ulmc,pulmc,rulmc``, friction ``--friction``) run in every
+study the same way: PULMC's ``K`` follows the same schedule as PLMC's, exact laws on Gaussians
+are those of the (position, velocity) pair (positions measured; velocities start from their
+stationary law ``N(0, I)``), the summary reports the PULMC/ULMC slope ratio next to PLMC/LMC,
+and the theorem study compares PULMC(``eta``, ``K``) with ULMC(``eta/K``).
+
 Outputs in ``--out``: ``results.csv`` (tidy rows, one finished cell at a time, so an interrupted
 run keeps its work and ``--resume`` completes it), ``summary.json`` (fits, ratios, settings), a
 figure ``rate_sweep.png`` and a printed table with a one-line verdict per target.
+
+Cells run one after another here, or on a Dask cluster with ``--executor dask`` (``--workers N``
+starts a local one, ``--address`` joins a running one): see ``labs/executor.py``.  The rows are
+the same either way; fits read them in planned order, whatever order they finished in.
 """
 
 from __future__ import annotations
@@ -54,7 +64,8 @@ __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "pl
            "schedule_for_budget", "summarize"]
 
 COLUMNS = ["study", "target", "dim", "kappa", "sampler", "k_schedule", "k_scale", "step_size", "K",
-           "K_ref", "budget", "n_steps", "horizon", "start", "seed", "chains", "metric", "kind", "grad_evals",
+           "K_ref", "friction", "budget", "n_steps", "horizon", "start", "seed", "chains", "metric", "kind",
+           "grad_evals",
            "value", "ci_low", "ci_high", "se", "status", "n_diverged", "device", "dtype", "cell"]
 
 # Per-target defaults: dimension, integration time T, budgets (gradient evaluations per chain).
@@ -73,15 +84,25 @@ TARGET_DEFAULTS = {
 }
 QUICK = dict(chains=4000, budgets_keep=4)
 
+POISSON_SAMPLERS = ("plmc", "plmc_ref", "pulmc", "pulmc_ref")   # take K
+UNDERDAMPED_SAMPLERS = ("ulmc", "pulmc", "pulmc_ref", "rulmc")  # take friction
+# Poisson-midpoint sampler -> the sampler it discretizes better (slope ratios, theorem study)
+BASE_SAMPLER = {"plmc": "lmc", "plmc_ref": "lmc", "pulmc": "ulmc", "pulmc_ref": "ulmc"}
+SPEEDUP_PAIRS = (("plmc", "lmc"), ("pulmc", "ulmc"))
+
 
 # ------------------------------------------------------------------------------------------------
 # planning
 
 
 def _evals_per_step(sampler: str, K) -> float:
-    if sampler in ("plmc", "plmc_ref"):
+    if sampler in POISSON_SAMPLERS:
         return 2.0 - 1.0 / K
-    return 2.0 if sampler == "rlmc" else 1.0
+    return 2.0 if sampler in ("rlmc", "rulmc") else 1.0
+
+
+def _friction(cfg: SweepConfig, sampler: str):
+    return cfg.friction if sampler in UNDERDAMPED_SAMPLERS else ""
 
 
 def schedule_for_budget(sampler: str, budget: int, horizon: float, cfg: SweepConfig):
@@ -90,7 +111,7 @@ def schedule_for_budget(sampler: str, budget: int, horizon: float, cfg: SweepCon
     PLMC's evaluations per step depend on ``K``, which (growing schedule) depends on the step
     size: the fixed point is found in a few rounds.
     """
-    takes_K = sampler in ("plmc", "plmc_ref")
+    takes_K = sampler in POISSON_SAMPLERS
     K = cfg.k_fixed if takes_K and cfg.k_schedule == "fixed" else (1 if takes_K else None)
     for _ in range(10):
         per = _evals_per_step(sampler, K) if takes_K else _evals_per_step(sampler, None)
@@ -161,17 +182,21 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
                     for s in seeds:
                         cells.append(dict(base, kind="run", sampler=sampler, budget=budget, n_steps=n_steps,
                                           step_size=eta, K=K, k_schedule=cfg.k_schedule if K else "",
-                                          k_scale=cfg.k_scale if K else "", seed=s))
+                                          k_scale=cfg.k_scale if K else "", seed=s,
+                                          friction=_friction(cfg, sampler)))
         elif cfg.study == "theorem":
             etas = cfg.step_sizes or _default_etas(target, 4)
+            families = [pm for pm, base_ in SPEEDUP_PAIRS
+                        if any(BASE_SAMPLER.get(x, x) == base_ for x in cfg.samplers)]
             for eta in etas:
                 n_steps = max(1, int(round(r["horizon"] / eta)))
                 for K in cfg.Ks:
                     for s in seeds:
-                        for sampler, e, k in (("plmc", eta, K), ("lmc", eta, None)):
-                            cells.append(dict(base, kind="gap", sampler=sampler, n_steps=n_steps, step_size=e,
-                                              K=k, K_ref=K, seed=s, k_schedule="fixed" if k else "",
-                                              k_scale=""))
+                        for pm in families:
+                            for sampler, e, k in ((pm, eta, K), (BASE_SAMPLER[pm], eta, None)):
+                                cells.append(dict(base, kind="gap", sampler=sampler, n_steps=n_steps, step_size=e,
+                                                  K=k, K_ref=K, seed=s, k_schedule="fixed" if k else "",
+                                                  k_scale="", friction=_friction(cfg, sampler)))
         elif cfg.study == "bias":
             etas = cfg.step_sizes or _default_etas(target, 6)
             for sampler in cfg.samplers:
@@ -179,13 +204,13 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
                     continue
                 for eta in etas:
                     K = None
-                    if sampler in ("plmc", "plmc_ref"):
+                    if sampler in POISSON_SAMPLERS:
                         K = cfg.k_fixed if cfg.k_schedule == "fixed" else max(1, math.ceil(cfg.k_scale / eta - 1e-9))
                     n_steps = max(1, int(round(r["horizon"] / eta)))
                     for s in seeds:
                         cells.append(dict(base, kind="bias", sampler=sampler, n_steps=n_steps, step_size=eta, K=K,
                                           k_schedule=cfg.k_schedule if K else "", k_scale=cfg.k_scale if K else "",
-                                          seed=s))
+                                          seed=s, friction=_friction(cfg, sampler)))
     for c in cells:
         c["cell"] = cell_key(c)
     return cells
@@ -230,12 +255,15 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
                      se=fl["se"], status="ok", n_diverged=0, grad_evals="")]
 
     sampler, eta, K, n_steps = cell["sampler"], cell["step_size"], cell["K"], cell["n_steps"]
+    fr = _cell_friction(cell)
     if metric in EXACT_METRICS:
-        method = "plmc" if sampler == "plmc_ref" else sampler
+        method = {"plmc_ref": "plmc", "pulmc_ref": "pulmc"}.get(sampler, sampler)
         start = dict(mean0=target.mean, cov0=target.cov) if cell["start"] == "target" else {}
+        if fr is not None:
+            start["friction"] = fr
         if cell["kind"] == "bias":
             try:
-                m, S = stationary_law(method, target, eta, K)
+                m, S = stationary_law(method, target, eta, K, **({"friction": fr} if fr is not None else {}))
                 law = _law_from(method, eta, K, m, S)
             except ValueError:
                 return [_row(cell, value="", status="diverged", n_diverged=cell["chains"], grad_evals="")]
@@ -269,7 +297,7 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = samplers.sample(sampler, t, cell["chains"], n_steps, eta, K=K, x0=x0, seed=cell["seed"],
-                              device=device, dtype=dtype)
+                              device=device, dtype=dtype, friction=fr)
     evals = float(res.grad_evals.double().mean())
     if res.n_diverged:
         return [_row(cell, value="", status="diverged", n_diverged=res.n_diverged, grad_evals=evals)]
@@ -277,40 +305,51 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
     return [_row(cell, kind="estimate", status="ok", n_diverged=0, grad_evals=evals, **m)]
 
 
+def _cell_friction(cell):
+    f = cell.get("friction", "")
+    return None if f in ("", None) else float(f)
+
+
 def _law_from(method, eta, K, mean, cov):
     from metrics.exact_laws import ExactLaw
 
     return ExactLaw(method, eta, K, np.array([0]), np.array([0.0]), mean[None], cov[None],
-                    gaussian=(method == "lmc"))
+                    gaussian=(method in ("lmc", "ulmc") or K == 1))
 
 
 def _exact_gap(cell, target, start):
-    """Exact-moment gap between PLMC(eta, K) (or LMC(eta)) and LMC(eta/K) after time T."""
+    """Exact-moment gap between PLMC(eta, K) (or LMC(eta)) and LMC(eta/K) after time T.
+
+    Underdamped: PULMC(eta, K) (or ULMC(eta)) against ULMC(eta/K), in positions.
+    """
     from metrics.exact_laws import exact_law
     from metrics.gaussian import w2_gaussian
 
     K_ref = cell["K_ref"]
     eta, n = cell["step_size"], cell["n_steps"]
-    ref = exact_law("lmc", target, n * K_ref, eta / K_ref, **start)
+    base = BASE_SAMPLER.get(cell["sampler"], cell["sampler"])
+    ref = exact_law(base, target, n * K_ref, eta / K_ref, **start)
     law = exact_law(cell["sampler"], target, n, eta, cell["K"], **start)
     v = float(w2_gaussian(torch.from_numpy(law.means[-1]), torch.from_numpy(law.covs[-1]),
                           torch.from_numpy(ref.means[-1]), torch.from_numpy(ref.covs[-1])))
-    return [_row(cell, kind="lower_bound" if cell["sampler"] != "lmc" else "exact", value=v, ci_low=v, ci_high=v,
+    return [_row(cell, kind="lower_bound" if cell["sampler"] != base else "exact", value=v, ci_low=v, ci_high=v,
                  se=0.0, status="ok", n_diverged=0, grad_evals=float(law.grad_evals[-1]))]
 
 
 def _sample_gap(cell, t, x0):
-    """Sliced W2 between PLMC(eta, K) (or LMC(eta)) and LMC(eta/K) chains from the same start."""
+    """Sliced W2 between PLMC(eta, K) (or LMC(eta)) and LMC(eta/K) chains from the same start
+    (underdamped: PULMC or ULMC(eta) against ULMC(eta/K), in positions)."""
     import metrics as M
     import samplers
 
     K_ref = cell["K_ref"]
     eta, n = cell["step_size"], cell["n_steps"]
-    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype)
+    base = BASE_SAMPLER.get(cell["sampler"], cell["sampler"])
+    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype, friction=_cell_friction(cell))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         a = samplers.sample(cell["sampler"], t, cell["chains"], n, eta, K=cell["K"], seed=cell["seed"], **kw)
-        b = samplers.sample("lmc", t, cell["chains"], n * K_ref, eta / K_ref, seed=cell["seed"] + 500009, **kw)
+        b = samplers.sample(base, t, cell["chains"], n * K_ref, eta / K_ref, seed=cell["seed"] + 500009, **kw)
     nd = a.n_diverged + b.n_diverged
     if nd:
         return [_row(cell, value="", status="diverged", n_diverged=nd, grad_evals="")]
@@ -349,7 +388,9 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
             problems.append(f"{r['target']} {r['sampler']} step={_f(r['step_size']):.4g} K={r['K'] or '-'}: "
                             f"{r['n_diverged']} chain(s) diverged (left out of fits)")
             continue
-        sampler = r["sampler"] if r["study"] != "theorem" else f"{r['sampler']}~lmc(eta/{r['K_ref']})"
+        sampler = r["sampler"]
+        if r["study"] == "theorem":
+            sampler = f"{sampler}~{BASE_SAMPLER.get(sampler, sampler)}(eta/{r['K_ref']})"
         groups.setdefault(gk + (sampler,), []).append(r)
     by_step = cfg.study in ("bias", "theorem")
     x_of = (lambda r: _f(r["step_size"])) if by_step else (lambda r: _f(r["grad_evals"]))
@@ -379,19 +420,24 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         entry["k_schedule"] = rs[0]["k_schedule"] or None
         fits.append(entry)
     for key, fit in fitted.items():
-        if key[4] != "plmc":
+        pairs = dict(SPEEDUP_PAIRS)
+        if key[4] not in pairs:
             continue
-        den = fitted.get(key[:4] + ("lmc",))
+        den = fitted.get(key[:4] + (pairs[key[4]],))
         if den is None:
             continue
         ratio, ci = slope_ratio(fit, den)
-        target, dim, kappa, metric, _ = key
+        target, dim, kappa, metric, num_name = key
+        den_name = pairs[num_name]
         sp = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, metric=metric,
-                  numerator="plmc", denominator="lmc", ratio=ratio, ratio_ci=list(ci),
+                  numerator=num_name, denominator=den_name, ratio=ratio, ratio_ci=list(ci),
                   k_schedule=cfg.k_schedule)
+        if num_name == "pulmc":
+            sp["friction"] = cfg.friction
         sp["verdict"] = _verdict(ratio, ci, fit, den, cfg)
         speedups.append(sp)
-        verdicts.append(f"{target} (d={dim}{', kappa=' + kappa if kappa else ''}, {metric}): {sp['verdict']}")
+        verdicts.append(f"{target} (d={dim}{', kappa=' + kappa if kappa else ''}, {metric}) "
+                        f"{num_name.upper()}/{den_name.upper()}: {sp['verdict']}")
     return {"fits": fits, "speedup": speedups, "verdicts": verdicts, "problems": problems}
 
 
@@ -432,7 +478,7 @@ def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file
         p(f"{f['target']:<16}{f['dim']:>4}{kap:>7}  {f['metric']:<12}{f['sampler']:<9}{s:>8}  {c:<18}{f['n_points']:>6}  {note}")
     if summary["speedup"]:
         p("")
-        p("Verdicts (PLMC/LMC slope ratio; about 2 = quadratic speed-up):")
+        p("Verdicts (slope ratio of the Poisson-midpoint sampler to its base; about 2 = quadratic speed-up):")
         for v in summary["verdicts"]:
             p(f"  {v}")
     if summary["problems"]:
@@ -450,7 +496,7 @@ def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file
 
 def run_sweep(cfg: SweepConfig) -> dict:
     cfg.validate()
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+    if cfg.device.startswith("cuda") and cfg.address is None and not torch.cuda.is_available():
         raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
     if cfg.quick and cfg.chains == SweepConfig.chains:
         cfg.chains = QUICK["chains"]
@@ -465,14 +511,14 @@ def run_sweep(cfg: SweepConfig) -> dict:
     cfg.save(out / "settings.json")
     t0 = time.time()
     show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    from tqdm import tqdm
+    from labs.executor import run_cells
 
-    cache = {}
-    for cell in tqdm(todo, desc=f"rate_sweep[{cfg.study}]", disable=not show, unit="cell"):
-        store.append(run_cell(cell, cache))
+    run_cells(todo, run_cell, store, executor=cfg.executor, address=cfg.address, workers=cfg.workers,
+              device=cfg.device, progress=show, desc=f"rate_sweep[{cfg.study}]")
     elapsed = time.time() - t0
-    wanted = {c["cell"] for c in cells}
-    rows = [r for r in store.read() if r["cell"] in wanted]
+    wanted = {c["cell"]: i for i, c in enumerate(cells)}
+    # in planned order, whatever order the cells finished in (the fits' bootstrap depends on it)
+    rows = sorted((r for r in store.read() if r["cell"] in wanted), key=lambda r: wanted[r["cell"]])
     summary = summarize(rows, cfg)
     summary["settings"] = cfg.to_dict()
     summary["settings"]["cells"] = len(cells)
@@ -549,9 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--horizon", type=_scalar(float, "--horizon"), help="integration time T = steps x step size")
     a("--start", choices=("target", "standard"), help="chains start at the target (default) or N(0, I)")
     a("--k-schedule", dest="k_schedule", choices=("growing", "fixed"),
-      help="PLMC's K: ceil(k_scale/eta) (default) or --k-fixed")
+      help="PLMC's and PULMC's K: ceil(k_scale/eta) (default) or --k-fixed")
     a("--k-scale", dest="k_scale", type=_scalar(float, "--k-scale"), help="growing schedule constant (default 1)")
     a("--k-fixed", dest="k_fixed", type=_scalar(int, "--k-fixed"), help="K for the fixed schedule (default 10)")
+    a("--friction", type=_scalar(float, "--friction"),
+      help="friction gamma of the underdamped samplers ulmc, pulmc, rulmc (default 2)")
     a("--dims", type=_csv_list(int, "--dims"), help="scaling study: dimensions (default 2,10,100)")
     a("--kappas", type=_csv_list(float, "--kappas"), help="scaling study: condition numbers (default 1,10,100)")
     a("--step-sizes", dest="step_sizes", type=_csv_list(float, "--step-sizes"), help="bias/theorem studies")
@@ -564,6 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quick", action="store_true", default=None, help="a small version: fewer budgets and chains")
     a("--progress", action=argparse.BooleanOptionalAction, default=None,
       help="progress bar (default: on when stderr is a terminal)")
+    a("--executor", help="local (default: one cell after another here) or dask")
+    a("--address", help="dask: scheduler address of an existing cluster, e.g. tcp://host:8786")
+    a("--workers", type=_scalar(int, "--workers"),
+      help="dask: start a local cluster of N worker processes (default: one per CPU core)")
     return p
 
 
