@@ -8,7 +8,10 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["StepInfo", "check_step_size", "check_K", "check_positive_int", "gaussian", "uniform"]
+from . import noise as _noise
+
+__all__ = ["StepInfo", "check_step_size", "check_K", "check_positive_int", "gaussian", "uniform",
+           "nonfinite_rows"]
 
 
 class StepInfo(NamedTuple):
@@ -52,11 +55,26 @@ def gaussian(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -
     """Standard normal draws of ``shape`` from ``generator``: every sampler's Gaussian noise.
 
     All samplers draw their Gaussians through this one function, so how noise is made is decided
-    in one place.
+    in one place: by the noise mode of ``generator`` (a :class:`samplers.noise.NoiseGenerator`;
+    ``"exact"`` for a plain ``torch.Generator``), see :mod:`samplers.noise`.
     """
-    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    return _noise.gaussian(generator, shape, dtype, device)
 
 
 def uniform(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -> torch.Tensor:
-    """``U[0, 1)`` draws of ``shape`` from ``generator`` (selections, midpoints, acceptances)."""
+    """``U[0, 1)`` draws of ``shape`` from ``generator`` (selections, midpoints, acceptances).
+
+    The same in every noise mode (``torch.rand`` in ``dtype``).
+    """
     return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+
+
+def nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
+    """``[n]`` bool: the rows of ``x`` ``[n, ...]`` holding a NaN or an infinity.
+
+    The same as ``~torch.isfinite(x).all(-1)`` (rows of a 2-D ``x``), in two reductions and no
+    ``[n, d]`` temporaries: ``amax`` and ``amin`` propagate NaN, and a row is finite exactly when
+    its largest and smallest entries are.  No host synchronisation.
+    """
+    x = x.reshape(x.shape[0], -1)
+    return ~(torch.isfinite(x.amax(-1)) & torch.isfinite(x.amin(-1)))

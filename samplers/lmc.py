@@ -30,7 +30,8 @@ def step(generator: torch.Generator, state: LMCState, target, step_size: float):
     eta = check_step_size(step_size)
     x = state.x
     z = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
-    x_new = x - eta * target.grad_potential(x)  # x + eta b(x), with b = -∇F
-    x_new += math.sqrt(2.0 * eta) * z
+    # x + eta b(x) + sqrt(2 eta) z with b = -∇F: two fused passes (add with alpha), no temporaries.
+    x_new = torch.add(x, target.grad_potential(x), alpha=-eta)
+    x_new.add_(z, alpha=math.sqrt(2.0 * eta))
     evals = torch.ones(x.shape[0], dtype=torch.int64, device=x.device)
     return LMCState(x_new), StepInfo(evals)

@@ -44,7 +44,9 @@ sign flip costs a pass over the state), and its coefficients absorb the sign:
   since ``i`` (independent of everything up to ``i``), per row;
 * ``propagate(noise, i, j)``: ``Phi(j, i) noise``, how noise present at ``i`` is carried to ``j``;
 * ``add_fresh_noise_(x, i, j, generator)``: ``x += fresh_noise(i, j)`` in place;
-* ``add_correction(x_end, rows, delta, i)``: ``x_end[rows] += Phi(K, i+1) G_i K delta`` in place.
+* ``add_correction(x_end, rows, delta, i)``: ``x_end[rows] += Phi(K, i+1) G_i K delta`` in place;
+* ``add_single_step_noise_(x_end, generator)``: ``K = 1``, the noise of the one fine step (a
+  default is provided; a scheme overrides it to match its one-step method bit for bit).
 """
 
 from __future__ import annotations
@@ -91,29 +93,59 @@ class LinearScheme:
     def add_correction(self, x_end, rows: torch.Tensor, delta, i: torch.Tensor) -> None:
         raise NotImplementedError
 
+    #: ``True`` for a scheme with ``A_i = I`` and the same correction factor ``c`` (a number,
+    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N) =
+    #: end_mean(x, g0) - c N g0``; :func:`fast_step` then takes a shorter path.
+    additive = False
+
+    def add_single_step_noise_(self, x_end, generator):
+        """``x_end`` plus the noise of one fine step (``K = 1``): ``fresh_noise`` from 0 to 1.
+
+        Schemes override it to add the noise exactly as their one-step method does, so that
+        ``K = 1`` reproduces that method bit for bit.
+        """
+        n = x_end.shape[0]
+        zero = torch.zeros(n, dtype=torch.int64, device=x_end.device)
+        return x_end + self.fresh_noise(zero, zero + 1, generator)
+
 
 class OverdampedScheme(LinearScheme):
     """Fine LMC with step ``h = eta / K`` on ``g = ∇F``: ``A = I``, ``G = -h``, ``Gamma = sqrt(2h)``.
 
     ``Phi = I``, so the interpolant at fine index ``i`` is ``X - i h g0 + sqrt(2h) S_i`` with
-    ``S_i`` the partial sums of the Gaussians, and the correction is ``-eta (g(Y_i) - g0)``.
+    ``S_i`` the partial sums of the Gaussians, and the correction is ``-eta (g(Y_i) - g0)``:
+    an *additive* scheme (see :func:`fast_step`) with correction factor ``-eta``.
     """
+
+    additive = True
 
     def __init__(self, target, step_size: float, K: int):
         self.target = target
         self.eta = float(step_size)
         self.K = int(K)
         self.h = self.eta / self.K
+        self.correction_factor = -self.eta
+
+    def end_mean_counted(self, x, g0, counts):
+        # X - eta g0 + eta N g0 = X + eta (N - 1) g0: the end mean with the N selections' "- g0"
+        # of the correction folded in (one pass).
+        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0)
 
     def evaluate(self, y, i):
         return self.target.grad_potential(y)
 
     def fine_step(self, y, g, i, z):
-        return y - self.h * g + math.sqrt(2.0 * self.h) * z
+        # As samplers.lmc.step writes it (K = 1 is LMC bit for bit).
+        return torch.add(y, g, alpha=-self.h).add_(z, alpha=math.sqrt(2.0 * self.h))
 
     def end_mean(self, x, g0):
         # Written as in samplers.lmc.step, so that K = 1 reproduces LMC bit for bit.
-        return x - self.eta * g0
+        return torch.add(x, g0, alpha=-self.eta)
+
+    def add_single_step_noise_(self, x_end, generator):
+        # As samplers.lmc.step adds its noise (one fused pass), for K = 1 bit for bit.
+        z = self._randn(x_end.shape[0], generator, x_end.device)
+        return x_end.add_(z, alpha=math.sqrt(2.0 * self.h))
 
     def frozen_mean(self, x, g0, i):
         return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
@@ -201,6 +233,21 @@ def selection_positions(K: int, n: int, generator: torch.Generator, device, bloc
     return pos
 
 
+def _carry_noise_forward_(noise, rank, prev, pos, scheme) -> None:
+    """``noise[p] += Phi(pos_p, prev_p) noise[p - 1]`` rank by rank, in place (``p - 1`` is the
+    same chain's previous selection: pairs are ordered by chain, then rank).  One host sync (the
+    sizes of the ranks), whatever the largest number of selections is."""
+    sizes = torch.bincount(rank).tolist()
+    if len(sizes) < 2:
+        return
+    order = torch.argsort(rank, stable=True)  # by rank, then by chain
+    start = sizes[0]
+    for size in sizes[1:]:
+        at = order[start:start + size]
+        start += size
+        noise.index_add_(0, at, scheme.propagate(noise[at - 1], prev[at], pos[at]))
+
+
 def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
     """One coarse step by K-independent sampling (exact in law; see the module docstring).
 
@@ -210,6 +257,13 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     selected indices (by rank within the chain), then the noise increment to ``K`` for every
     chain.  With ``K = 1`` there is no index to select and the only draw is the final Gaussian,
     so PLMC with ``K = 1`` reproduces LMC bit for bit under the same generator.
+
+    For an *additive* scheme (``A = I`` and the same correction factor ``c = Phi(K, i+1) G_i K``
+    at every ``i``, as :class:`OverdampedScheme`: ``c = -eta``) the sum is rearranged as
+    ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections) and the noise
+    at ``K`` as the sum of its increments, which saves the per-pair ``g(Y_i) - g0`` pass and the
+    gather of each chain's last noise.  Host syncs per step: the sizes of the selections, of the
+    pairs and of the ranks (three; a fourth for the generic schemes' last-noise rows).
     Returns ``(x_new, grad_evals [n])``.
     """
     K = scheme.K
@@ -217,31 +271,40 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     device = x.device
     g0 = scheme.evaluate(x, 0)
     evals = torch.ones(n, dtype=torch.int64, device=device)
-    x_end = scheme.end_mean(x, g0)
     if K == 1:  # nothing to select: the same operations as one fine (LMC) step
-        return x_end + scheme.fresh_noise(torch.zeros_like(evals), torch.ones_like(evals), generator), evals
+        return scheme.add_single_step_noise_(scheme.end_mean(x, g0), generator), evals
     positions = selection_positions(K, n, generator, device)
     valid = positions <= K - 1
     counts = valid.sum(1)
     evals += counts
     chain, rank = valid.nonzero(as_tuple=True)  # ordered by chain, then by rank
-    pos_last = torch.zeros_like(evals)
-    if chain.numel() > 0:
+    additive = getattr(scheme, "additive", False)
+    if chain.numel() == 0:
+        x_end = scheme.end_mean(x, g0)
+        pos_last = torch.zeros_like(evals)
+    else:
         pos = positions[chain, rank]
         prev = torch.where(rank > 0, positions[chain, (rank - 1).clamp(min=0)], 0)
         # The interpolant's noise at each selected index: fresh part since the previous selection
         # of the same chain, plus that selection's noise carried forward (rank by rank).
         noise = scheme.fresh_noise(prev, pos, generator)
-        for r in range(1, int(counts.max())):
-            at = (rank == r).nonzero().squeeze(-1)
-            noise[at] += scheme.propagate(noise[at - 1], prev[at], pos[at])
-        g0c = g0[chain]
-        y = scheme.frozen_mean(x[chain], g0c, pos).add_(noise)
-        delta = scheme.evaluate(y, pos).sub_(g0c)
-        scheme.add_correction(x_end, chain, delta, pos)
-        has = (counts > 0).nonzero().squeeze(-1)
-        last = counts.cumsum(0)[has] - 1
-        pos_last[has] = pos[last]
-        x_end.index_add_(0, has, scheme.propagate(noise[last], pos[last], torch.full_like(has, K)))
+        # the last selection of each chain (0: none), without a host sync
+        last = (counts.cumsum(0) - 1).clamp_(min=0)
+        pos_last = torch.where(counts > 0, pos[last], 0)
+        if additive:
+            x_end = scheme.end_mean_counted(x, g0, counts)
+            x_end.index_add_(0, chain, noise)  # Phi = I: the noise at K is the sum of the increments
+            _carry_noise_forward_(noise, rank, prev, pos, scheme)
+            y = scheme.frozen_mean(x[chain], g0[chain], pos).add_(noise)
+            x_end.index_add_(0, chain, scheme.evaluate(y, pos), alpha=scheme.correction_factor)
+        else:
+            x_end = scheme.end_mean(x, g0)
+            _carry_noise_forward_(noise, rank, prev, pos, scheme)
+            g0c = g0[chain]
+            y = scheme.frozen_mean(x[chain], g0c, pos).add_(noise)
+            delta = scheme.evaluate(y, pos).sub_(g0c)
+            scheme.add_correction(x_end, chain, delta, pos)
+            has = (counts > 0).nonzero().squeeze(-1)
+            x_end.index_add_(0, has, scheme.propagate(noise[last[has]], pos_last[has], torch.full_like(has, K)))
     scheme.add_fresh_noise_(x_end, pos_last, torch.full_like(pos_last, K), generator)
     return x_end, evals

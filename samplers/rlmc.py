@@ -11,7 +11,6 @@ Two gradient evaluations per step.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -36,10 +35,12 @@ def step(generator: torch.Generator, state: RLMCState, target, step_size: float)
     u = uniform(generator, (x.shape[0], 1), dtype=x.dtype, device=x.device)
     z1 = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
     z2 = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
-    w_mid = z1.mul_(torch.sqrt(u * eta))                    # W(u eta)
-    w_end = z2.mul_(torch.sqrt((1.0 - u) * eta)).add_(w_mid)  # W(eta) = W(u eta) + independent increment
+    # sqrt(2) W(u eta) = sqrt(2 u eta) Z_1;  sqrt(2) W(eta) = sqrt(2) W(u eta) + sqrt(2 (1 - u) eta) Z_2
+    w_mid = z1.mul_(torch.sqrt(u * (2.0 * eta)))
+    w_end = torch.addcmul(w_mid, z2, torch.sqrt((1.0 - u) * (2.0 * eta)))
     # b = -∇F:  Y = X + u eta b(X) + sqrt(2) W(u eta);  X' = X + eta b(Y) + sqrt(2) W(eta)
-    y = torch.addcmul(x, -u * eta, target.grad_potential(x)).add_(w_mid, alpha=math.sqrt(2.0))
-    x_new = torch.add(x, target.grad_potential(y), alpha=-eta).add_(w_end, alpha=math.sqrt(2.0))
+    # (built in place in the noise buffers: six passes over [n, d] besides the two gradients)
+    y = w_mid.add_(x).addcmul_(u * -eta, target.grad_potential(x))
+    x_new = w_end.add_(x).add_(target.grad_potential(y), alpha=-eta)
     evals = torch.full((x.shape[0],), 2, dtype=torch.int64, device=x.device)
     return RLMCState(x_new), StepInfo(evals)
