@@ -12,3 +12,7 @@ from .api import METHODS, SampleResult, make_generator, sample
 
 __all__ = ["sample", "SampleResult", "METHODS", "StepInfo", "make_generator",
            "lmc", "plmc", "rlmc", "mala", "poisson", "underdamped"]
+
+from . import diffusion  # noqa: E402  (DDPM, DDIM, DPM-Solver++, Poisson-midpoint DDPM)
+
+__all__ += ["diffusion"]

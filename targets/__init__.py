@@ -25,3 +25,7 @@ __all__ = [
     "TARGET_NAMES",
     "make_target",
 ]
+
+from .diffusion import DiffusedMixture, DiffusionSchedule, random_mixture  # noqa: E402
+
+__all__ += ["DiffusedMixture", "DiffusionSchedule", "random_mixture"]
