@@ -30,6 +30,10 @@ Outputs in ``--out``: ``results.csv`` (tidy rows, written cell by cell: an inter
 its work and ``--resume`` completes it), ``summary.json`` (``{"results": [...], "noise_floor":
 [...], "verdicts": [...], "settings": {...}}``), ``error_vs_calls.png`` (log-log),
 ``samples_2d.png`` (2-D samples per sampler) and a printed table with the verdict.
+
+Cells run one after another here, or on a Dask cluster with ``--executor dask`` (``--workers N``
+starts a local one, ``--address`` joins a running one): see ``labs/executor.py``.  The rows are
+the same either way.
 """
 
 from __future__ import annotations
@@ -95,6 +99,9 @@ class DiffusionSweepConfig:
     resume: bool = False
     quick: bool = False
     progress: Optional[bool] = None     # None: on when stderr is a terminal
+    executor: str = "local"             # "local" (serial, here) or "dask" (labs/executor.py)
+    address: Optional[str] = None       # dask: scheduler of an existing cluster, e.g. tcp://host:8786
+    workers: Optional[int] = None       # dask: start a local cluster of this many workers
 
     def validate(self) -> "DiffusionSweepConfig":
         from targets.diffusion import SCHEDULE_KINDS
@@ -158,6 +165,9 @@ class DiffusionSweepConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}; known: float64, float32")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"unknown device {self.device!r}; known: cpu, cuda, cuda:N")
+        from labs.executor import check_executor
+
+        check_executor(self.executor, self.address, self.workers, self.device)
         return self
 
     def to_dict(self) -> dict:
@@ -673,7 +683,7 @@ def plan_cells_schedule(cfg) -> str:
 
 def run_sweep(cfg: DiffusionSweepConfig) -> dict:
     cfg.validate()
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+    if str(cfg.device).startswith("cuda") and cfg.address is None and not torch.cuda.is_available():
         raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
     if cfg.quick:
         apply_quick(cfg)
@@ -688,13 +698,13 @@ def run_sweep(cfg: DiffusionSweepConfig) -> dict:
     cfg.save(out / "settings.json")
     t0 = time.time()
     show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    from tqdm import tqdm
+    from labs.executor import run_cells
 
-    cache = {}
-    for cell in tqdm(todo, desc="diffusion_sweep", disable=not show, unit="cell"):
-        store.append(run_cell(cell, cache))
-    wanted = {c["cell"] for c in cells}
-    rows = [r for r in store.read() if r["cell"] in wanted]
+    run_cells(todo, run_cell, store, executor=cfg.executor, address=cfg.address, workers=cfg.workers,
+              device=cfg.device, progress=show, desc="diffusion_sweep")
+    wanted = {c["cell"]: i for i, c in enumerate(cells)}
+    # in planned order, whatever order the cells finished in
+    rows = sorted((r for r in store.read() if r["cell"] in wanted), key=lambda r: wanted[r["cell"]])
     summary = summarize(rows, cfg)
     from labs.diffusion_plotting import plot_error_vs_calls, plot_samples_2d
 
@@ -785,6 +795,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quick", action="store_true", default=None, help="a small version (about 20 s): fewer calls, K and samples")
     a("--progress", action=argparse.BooleanOptionalAction, default=None,
       help="progress bar (default: on when stderr is a terminal)")
+    a("--executor", help="local (default: one cell after another here) or dask")
+    a("--address", help="dask: scheduler address of an existing cluster, e.g. tcp://host:8786")
+    a("--workers", type=_scalar(int, "--workers"),
+      help="dask: start a local cluster of N worker processes (default: one per CPU core)")
     return p
 
 

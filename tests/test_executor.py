@@ -3,6 +3,7 @@ and a lost worker or a killed driver loses no finished cell."""
 
 import csv
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -146,6 +147,43 @@ def test_worker_killed_mid_cell_loses_no_finished_cell_and_the_sweep_completes(s
     assert len({r["cell"] for r in rows}) == len(rows) == 17      # the killed cell ran again, once
     assert _by_cell(rows) == _by_cell(ref)
     assert summary["settings"]["cells_run_now"] == 17
+
+
+# ---- the diffusion lab on the same engine --------------------------------------------------------
+
+DIFFUSION_TINY = ["--targets", "ring", "--chains", "400", "--nfe", "10,49", "--Ks", "25",
+                  "--samplers", "ddpm_small,ddim,pm_ddpm_small", "--metrics", "sliced_w2,mmd",
+                  "--mmd-points", "200", "--floor-reps", "2", "--no-progress"]
+
+
+def test_diffusion_sweep_on_a_cluster_gives_the_serial_rows(cluster, tmp_path, capsys):
+    from labs import diffusion_sweep as ds
+
+    assert ds.main(DIFFUSION_TINY + ["--out", str(tmp_path / "serial")]) == 0
+    assert ds.main(DIFFUSION_TINY + ["--out", str(tmp_path / "dask"), "--executor", "dask",
+                                     "--address", cluster.scheduler_address]) == 0
+    capsys.readouterr()
+
+    def strip_time(rows):  # "seconds" is each cell's wall time: the one column that may differ
+        return _by_cell([{k: v for k, v in r.items() if k != "seconds"} for r in rows])
+
+    serial, dask_rows = _rows(tmp_path / "serial"), _rows(tmp_path / "dask")
+    assert len(dask_rows) == len(serial) > 0
+    assert strip_time(dask_rows) == strip_time(serial)
+    a = json.loads((tmp_path / "serial" / "summary.json").read_text())
+    b = json.loads((tmp_path / "dask" / "summary.json").read_text())
+    untimed = [[{k: v for k, v in r.items() if k != "seconds"} for r in x["results"]] for x in (a, b)]
+    assert untimed[0] == untimed[1] and a["verdicts"] == b["verdicts"]
+    assert b["settings"]["executor"] == "dask"
+
+
+def test_diffusion_sweep_refuses_bad_executor_settings(tmp_path, capsys):
+    from labs import diffusion_sweep as ds
+
+    assert ds.main(["--executor", "ray", "--out", str(tmp_path / "o")]) == 2
+    assert "ray" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert "--executor" in ds.build_parser().format_help()
 
 
 # ---- a driver killed mid-sweep, then --resume --------------------------------------------------------
