@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -123,23 +123,6 @@ def _positive(value, name: str, minimum: float = 0.0) -> None:
 
 def load_config_file(path: str) -> dict:
     """Settings from a ``.json`` or ``.toml`` file (keys as in :class:`SweepConfig`)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config file {path!r} does not exist")
-    text = p.read_text()
-    if p.suffix == ".toml":
-        import tomllib
+    from labs.cli import load_settings_file
 
-        data = tomllib.loads(text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config file {path!r} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path!r} must hold a mapping of settings")
-    known = {f.name for f in fields(SweepConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"config file {path!r} has unknown setting(s): {', '.join(unknown)}")
-    return data
+    return load_settings_file(path, SweepConfig)

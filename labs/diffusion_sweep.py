@@ -44,13 +44,15 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from labs import cli
+from labs.cli import LabParser, add_executor_flags, csv_list, json_default, scalar
 from labs.store import ResultStore, cell_key
 
 __all__ = ["DiffusionSweepConfig", "QUICK", "apply_quick", "COLUMNS", "TARGETS", "METRICS", "plan_cells", "run_cell", "summarize",
@@ -716,52 +718,15 @@ def run_sweep(cfg: DiffusionSweepConfig) -> dict:
                                headline_Ks=_headline_Ks(cfg), torch=torch.__version__,
                                schedule_config=json.loads(plan_cells_schedule(cfg)))
     summary["elapsed_s"] = elapsed
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
     print_table(summary, cfg, elapsed, out)
     return summary
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    return str(o)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        self.exit(2, f"diffusion_sweep: error: {message}\n")
-
-
-def _csv_list(kind, name):
-    def parse(text):
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"empty list for {name}")
-        out = []
-        for s in items:
-            try:
-                out.append(kind(s))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{name}: {s!r} is not a valid {kind.__name__}") from None
-        return out
-
-    return parse
-
-
-def _scalar(kind, name):
-    def parse(text):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a valid {kind.__name__}") from None
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     from samplers.diffusion import DIFFUSION_SAMPLERS
 
-    p = _Parser(prog="python -m labs.diffusion_sweep", description=__doc__,
+    p = LabParser(prog="python -m labs.diffusion_sweep", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Defaults: targets ring (2-D, 8 modes, std 0.1) and gmm (d=32, 4 components, stds 0.05-0.3); "
                        "DDPM linear schedule, T=1000; samplers " + ", ".join(DiffusionSweepConfig().samplers)
@@ -769,24 +734,24 @@ def build_parser() -> argparse.ArgumentParser:
                        "a few minutes on 2 CPU cores.  Samplers: " + ", ".join(DIFFUSION_SAMPLERS)
                        + " (strided ones take ':uniform' or ':logsnr').")
     a = p.add_argument
-    a("--targets", type=_csv_list(str, "--targets"), help=f"comma-separated: {', '.join(TARGETS)}")
-    a("--dim", type=_scalar(int, "--dim"), help="dimension of the gmm target (default 32)")
-    a("--components", type=_scalar(int, "--components"), help="components of the gmm target (default 4)")
-    a("--gmm-std", dest="gmm_std", type=_csv_list(float, "--gmm-std"), help="gmm component std range low,high")
-    a("--ring-sigma", dest="ring_sigma", type=_scalar(float, "--ring-sigma"), help="std of the ring's modes (default 0.1)")
+    a("--targets", type=csv_list(str, "--targets"), help=f"comma-separated: {', '.join(TARGETS)}")
+    a("--dim", type=scalar(int, "--dim"), help="dimension of the gmm target (default 32)")
+    a("--components", type=scalar(int, "--components"), help="components of the gmm target (default 4)")
+    a("--gmm-std", dest="gmm_std", type=csv_list(float, "--gmm-std"), help="gmm component std range low,high")
+    a("--ring-sigma", dest="ring_sigma", type=scalar(float, "--ring-sigma"), help="std of the ring's modes (default 0.1)")
     a("--schedule", help="linear (DDPM, default) or cosine")
-    a("--T", type=_scalar(int, "--T"), help="diffusion steps of the schedule (default 1000)")
-    a("--samplers", type=_csv_list(str, "--samplers"), help="comma-separated sampler names")
-    a("--nfe", type=_csv_list(int, "--nfe"), help="network calls of the strided samplers, e.g. 10,20,50,1000")
-    a("--Ks", type=_csv_list(int, "--Ks"), help="Poisson-midpoint DDPM fine steps per step, e.g. 40,25")
-    a("--metrics", type=_csv_list(str, "--metrics"), help=f"comma-separated: {', '.join(METRICS)}")
-    a("--chains", type=_scalar(int, "--chains"), help="samples per cell (default 10000)")
-    a("--w2-points", dest="w2_points", type=_scalar(int, "--w2-points"), help="subsample for exact W2 (default 1000)")
-    a("--mmd-points", dest="mmd_points", type=_scalar(int, "--mmd-points"), help="subsample for MMD (default 2000)")
-    a("--mmd-bandwidth-factor", dest="mmd_bandwidth_factor", type=_scalar(float, "--mmd-bandwidth-factor"),
+    a("--T", type=scalar(int, "--T"), help="diffusion steps of the schedule (default 1000)")
+    a("--samplers", type=csv_list(str, "--samplers"), help="comma-separated sampler names")
+    a("--nfe", type=csv_list(int, "--nfe"), help="network calls of the strided samplers, e.g. 10,20,50,1000")
+    a("--Ks", type=csv_list(int, "--Ks"), help="Poisson-midpoint DDPM fine steps per step, e.g. 40,25")
+    a("--metrics", type=csv_list(str, "--metrics"), help=f"comma-separated: {', '.join(METRICS)}")
+    a("--chains", type=scalar(int, "--chains"), help="samples per cell (default 10000)")
+    a("--w2-points", dest="w2_points", type=scalar(int, "--w2-points"), help="subsample for exact W2 (default 1000)")
+    a("--mmd-points", dest="mmd_points", type=scalar(int, "--mmd-points"), help="subsample for MMD (default 2000)")
+    a("--mmd-bandwidth-factor", dest="mmd_bandwidth_factor", type=scalar(float, "--mmd-bandwidth-factor"),
       help="MMD bandwidth as a multiple of the median heuristic on exact data (default 0.25)")
-    a("--floor-reps", dest="floor_reps", type=_scalar(int, "--floor-reps"), help="noise-floor repetitions (default 5)")
-    a("--seed", type=_scalar(int, "--seed"), help="seed (default 0)")
+    a("--floor-reps", dest="floor_reps", type=scalar(int, "--floor-reps"), help="noise-floor repetitions (default 5)")
+    a("--seed", type=scalar(int, "--seed"), help="seed (default 0)")
     a("--device", help="cpu or cuda")
     a("--dtype", help="float64 (default) or float32")
     a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
@@ -795,65 +760,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quick", action="store_true", default=None, help="a small version (about 20 s): fewer calls, K and samples")
     a("--progress", action=argparse.BooleanOptionalAction, default=None,
       help="progress bar (default: on when stderr is a terminal)")
-    a("--executor", help="local (default: one cell after another here) or dask")
-    a("--address", help="dask: scheduler address of an existing cluster, e.g. tcp://host:8786")
-    a("--workers", type=_scalar(int, "--workers"),
-      help="dask: start a local cluster of N worker processes (default: one per CPU core)")
+    add_executor_flags(p)
     return p
 
 
-def load_config(path: str) -> dict:
-    """Settings from a ``.json`` or ``.toml`` file (keys as in :class:`DiffusionSweepConfig`)."""
-    pth = Path(path)
-    if not pth.is_file():
-        raise ValueError(f"config file {path!r} does not exist")
-    text = pth.read_text()
-    if pth.suffix == ".toml":
-        import tomllib
-
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path!r} is not valid TOML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config file {path!r} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path!r} must hold a mapping of settings")
-    unknown = sorted(set(data) - {f.name for f in fields(DiffusionSweepConfig)})
-    if unknown:
-        raise ValueError(f"config file {path!r} has unknown setting(s): {', '.join(unknown)}")
-    return data
-
-
 def config_from_args(argv=None) -> DiffusionSweepConfig:
-    args = build_parser().parse_args(argv)
-    data = load_config(args.config) if args.config else {}
-    for f in fields(DiffusionSweepConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            data[f.name] = v
-    try:
-        cfg = DiffusionSweepConfig(**data)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
-    return cfg.validate()
+    return cli.config_from_args(build_parser(), DiffusionSweepConfig, argv)
 
 
 def main(argv=None) -> int:
-    try:
-        cfg = config_from_args(argv)
-        run_sweep(cfg)
-    except ValueError as exc:
-        print(f"diffusion_sweep: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("diffusion_sweep: interrupted; finished cells are kept, run again with --resume to complete",
-              file=sys.stderr)
-        return 130
-    return 0
+    return cli.run_main("diffusion_sweep", lambda: config_from_args(argv), run_sweep)
 
 
 if __name__ == "__main__":

@@ -48,16 +48,17 @@ import sys
 import time
 import warnings
 import zlib
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from labs.config import STUDIES, SweepConfig, load_config_file
+from labs.config import STUDIES, SweepConfig
 from labs.fitting import fit_slope, select_points, slope_ratio
 from labs.measures import (EXACT_METRICS, METRIC_NAMES, check_metric, default_metric,
                            measure_samples, noise_floor_samples)
+from labs import cli
+from labs.cli import LabParser, add_executor_flags, csv_list, json_default, scalar
 from labs.store import ResultStore, cell_key
 
 __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "plan_cells",
@@ -525,7 +526,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     summary["settings"]["cells_run_now"] = len(todo)
     summary["settings"]["torch"] = torch.__version__
     summary["elapsed_s"] = elapsed
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
     from labs.plotting import plot_sweep
 
     plot_sweep(rows, summary, cfg, out / "rate_sweep.png")
@@ -533,48 +534,11 @@ def run_sweep(cfg: SweepConfig) -> dict:
     return summary
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    return str(o)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        self.exit(2, f"rate_sweep: error: {message}\n")
-
-
-def _csv_list(kind, name):
-    def parse(text):
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"empty list for {name}")
-        out = []
-        for s in items:
-            try:
-                out.append(kind(s))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{name}: {s!r} is not a valid {kind.__name__}") from None
-        return out
-
-    return parse
-
-
-def _scalar(kind, name):
-    def parse(text):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a valid {kind.__name__}") from None
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     from samplers import METHODS
     from targets import TARGET_NAMES
 
-    p = _Parser(prog="python -m labs.rate_sweep", description=__doc__,
+    p = LabParser(prog="python -m labs.rate_sweep", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Defaults: targets gaussian (d=10, kappa=10, exact-law W2) and holley_stroock "
                        "(d=32, exact 1-D marginal W2 of the pooled coordinates); samplers lmc, plmc (K = ceil(1/eta)), "
@@ -582,28 +546,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "20000 chains; about a minute on 2 CPU cores.")
     a = p.add_argument
     a("--study", choices=STUDIES, help="rate (default), theorem, bias or scaling")
-    a("--target", dest="targets", type=_csv_list(str, "--target"),
+    a("--target", dest="targets", type=csv_list(str, "--target"),
       help=f"comma-separated targets: {', '.join(TARGET_NAMES)}")
-    a("--dim", type=_scalar(int, "--dim"), help="dimension of every target (default: each target's own)")
-    a("--kappa", type=_scalar(float, "--kappa"), help="condition number of Gaussian targets (default 10)")
-    a("--samplers", type=_csv_list(str, "--samplers"), help=f"comma-separated: {', '.join(METHODS)}")
+    a("--dim", type=scalar(int, "--dim"), help="dimension of every target (default: each target's own)")
+    a("--kappa", type=scalar(float, "--kappa"), help="condition number of Gaussian targets (default 10)")
+    a("--samplers", type=csv_list(str, "--samplers"), help=f"comma-separated: {', '.join(METHODS)}")
     a("--metric", help=f"one of {', '.join(METRIC_NAMES)} (default: each target's own)")
-    a("--budgets", type=_csv_list(int, "--budgets"), help="gradient evaluations per chain, e.g. 100,200,400")
-    a("--chains", type=_scalar(int, "--chains"), help="chains per cell (sample-based metrics; default 20000)")
-    a("--seeds", type=_scalar(int, "--seeds"), help="number of seeds (sample-based metrics; default 1)")
-    a("--seed", type=_scalar(int, "--seed"), help="first seed (default 0)")
-    a("--horizon", type=_scalar(float, "--horizon"), help="integration time T = steps x step size")
+    a("--budgets", type=csv_list(int, "--budgets"), help="gradient evaluations per chain, e.g. 100,200,400")
+    a("--chains", type=scalar(int, "--chains"), help="chains per cell (sample-based metrics; default 20000)")
+    a("--seeds", type=scalar(int, "--seeds"), help="number of seeds (sample-based metrics; default 1)")
+    a("--seed", type=scalar(int, "--seed"), help="first seed (default 0)")
+    a("--horizon", type=scalar(float, "--horizon"), help="integration time T = steps x step size")
     a("--start", choices=("target", "standard"), help="chains start at the target (default) or N(0, I)")
     a("--k-schedule", dest="k_schedule", choices=("growing", "fixed"),
       help="PLMC's and PULMC's K: ceil(k_scale/eta) (default) or --k-fixed")
-    a("--k-scale", dest="k_scale", type=_scalar(float, "--k-scale"), help="growing schedule constant (default 1)")
-    a("--k-fixed", dest="k_fixed", type=_scalar(int, "--k-fixed"), help="K for the fixed schedule (default 10)")
-    a("--friction", type=_scalar(float, "--friction"),
+    a("--k-scale", dest="k_scale", type=scalar(float, "--k-scale"), help="growing schedule constant (default 1)")
+    a("--k-fixed", dest="k_fixed", type=scalar(int, "--k-fixed"), help="K for the fixed schedule (default 10)")
+    a("--friction", type=scalar(float, "--friction"),
       help="friction gamma of the underdamped samplers ulmc, pulmc, rulmc (default 2)")
-    a("--dims", type=_csv_list(int, "--dims"), help="scaling study: dimensions (default 2,10,100)")
-    a("--kappas", type=_csv_list(float, "--kappas"), help="scaling study: condition numbers (default 1,10,100)")
-    a("--step-sizes", dest="step_sizes", type=_csv_list(float, "--step-sizes"), help="bias/theorem studies")
-    a("--Ks", type=_csv_list(int, "--Ks"), help="theorem study: values of K (default 2,4,16,64)")
+    a("--dims", type=csv_list(int, "--dims"), help="scaling study: dimensions (default 2,10,100)")
+    a("--kappas", type=csv_list(float, "--kappas"), help="scaling study: condition numbers (default 1,10,100)")
+    a("--step-sizes", dest="step_sizes", type=csv_list(float, "--step-sizes"), help="bias/theorem studies")
+    a("--Ks", type=csv_list(int, "--Ks"), help="theorem study: values of K (default 2,4,16,64)")
     a("--device", help="cpu or cuda")
     a("--dtype", choices=("float64", "float32"))
     a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
@@ -612,39 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quick", action="store_true", default=None, help="a small version: fewer budgets and chains")
     a("--progress", action=argparse.BooleanOptionalAction, default=None,
       help="progress bar (default: on when stderr is a terminal)")
-    a("--executor", help="local (default: one cell after another here) or dask")
-    a("--address", help="dask: scheduler address of an existing cluster, e.g. tcp://host:8786")
-    a("--workers", type=_scalar(int, "--workers"),
-      help="dask: start a local cluster of N worker processes (default: one per CPU core)")
+    add_executor_flags(p)
     return p
 
 
 def config_from_args(argv=None) -> SweepConfig:
-    args = build_parser().parse_args(argv)
-    data = load_config_file(args.config) if args.config else {}
-    for f in fields(SweepConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            data[f.name] = v
-    try:
-        cfg = SweepConfig(**data)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
-    return cfg.validate()
+    return cli.config_from_args(build_parser(), SweepConfig, argv)
 
 
 def main(argv=None) -> int:
-    try:
-        cfg = config_from_args(argv)
-        run_sweep(cfg)
-    except ValueError as exc:
-        print(f"rate_sweep: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rate_sweep: interrupted; finished cells are kept, run again with --resume to complete",
-              file=sys.stderr)
-        return 130
-    return 0
+    return cli.run_main("rate_sweep", lambda: config_from_args(argv), run_sweep)
 
 
 if __name__ == "__main__":
