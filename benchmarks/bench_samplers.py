@@ -1,32 +1,55 @@
-"""Throughput and peak memory of the samplers on the CPU, against a minimal hand-written LMC loop.
+"""Throughput and peak memory of every sampler on the CPU, against a minimal torch loop and BlackJAX.
+
+One command::
+
+    python benchmarks/bench_samplers.py              # d = 100, 10^4 chains, 200 steps, 5 repeats
+    python benchmarks/bench_samplers.py --quick      # seconds; a smoke test
+    python benchmarks/bench_samplers.py --profile plmc_K1000000_fast   # where one config's time goes
 
 What is measured
     chain-steps per second (``n_chains * n_steps / wall time`` of one ``samplers.sample`` call,
-    float64, CPU, the default ``torch`` thread count) of LMC, PLMC (fast, K = 10, 10^3, 10^6),
-    PLMC reference (K = 10, 100), RLMC and MALA, and of the minimal loop
+    float64, CPU, ``--threads`` torch threads, default torch's own) of every method in
+    ``samplers.METHODS`` (LMC, PLMC at ``K`` = 10, 10^3, 10^6, RLMC, MALA, and the underdamped
+    ULMC, PULMC, RULMC when they exist; the O(K) ``*_ref`` loops at ``K = 10`` only, for scale),
+    in both noise modes of :mod:`samplers.noise` (``exact``: float64 ``randn``; suffix ``_fast``:
+    float32 draws up-cast), of the diffusion samplers of :mod:`samplers.diffusion` when it exists
+    (DDPM and Poisson-midpoint DDPM on an exact-score diffused mixture; "steps" are their updates),
+    and, in the same run,
 
-        x = x - eta * (x - m) @ A + sqrt(2 eta) * randn          (LMC written by hand)
+    * the minimal hand-written LMC loop ``x = x - eta (x - m) @ A + sqrt(2 eta) randn`` (float64
+      ``randn``), the floor of eager torch;
+    * BlackJAX's ULA when jax and blackjax are installed (the ``bench`` extra; found in this
+      interpreter, or in ``.venv-bench/bin/python``, or ``--jax-python``): ``blackjax.sgld`` with
+      the exact full gradient (SGLD without subsampling is ULA = LMC), ``jax.vmap`` over chains
+      with one PRNG key per chain and step, ``jax.lax.scan`` over the steps, all under ``jax.jit``,
+      float64 (``jax_enable_x64``), same target, step size, start and sizes.  It runs in a worker
+      process that compiles once and then times one scan per repeat when asked, so its repeats
+      are interleaved with the torch ones.
 
-    timed in the same run.  Each configuration is timed ``--repeats`` times, the repeats
-    interleaved round-robin over the configurations (so a slow patch of a shared machine hits
-    all of them alike); the table gives the median and the min-max spread.
+    Each configuration is timed ``--repeats`` times, round-robin over the configurations (a
+    slow patch of a shared machine hits all of them alike); the table gives the median and the
+    min-max spread, and ratios of medians: ``x minimal`` (time per chain-step over the minimal
+    loop's), ``x LMC`` (over LMC's in the same noise mode: the PLMC/LMC step cost ratio), ``vs
+    BlackJAX`` (chain-steps/s over BlackJAX's: above 1 is faster).  The load average of the
+    machine at the start and the end is recorded: on a shared machine absolute rates move with
+    it, ratios taken in the same run much less.
 
-    Target: ``targets.Gaussian.rotated(dim, kappa=10, seed=0)`` (precision spectrum 1..10,
-    Haar rotation; ``--target isotropic`` for ``N(0, I)``).  Step ``eta = 0.5 / L``.
-    Every run starts from the same ``x0 ~ N(0, I)``.
+    Target: ``targets.Gaussian.rotated(dim, kappa=10, seed=0)`` (precision spectrum 1..10, Haar
+    rotation; ``--target isotropic`` for ``N(0, I)``).  Step ``eta = 0.5 / L``.  Every run starts
+    from the same ``x0 ~ N(0, I)``.
 
     Peak memory: each configuration runs in a fresh subprocess that builds the target and x0,
-    then samples ``--memory-steps`` steps (``--memory-repeats`` processes, median).  Reported:
-    its peak RSS (``VmHWM`` on Linux, see :func:`max_rss_mb`) minus the peak RSS of a baseline
-    subprocess that only imported the packages and built the target and x0.  The children run
-    with glibc's ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the RSS (see
-    :func:`measure_memory`).  (``tracemalloc`` does not see torch's CPU allocations.)  For
-    scale: one ``[chains, dim]`` float64 state is ``8 chains dim`` bytes (7.6 MiB by default).
+    then samples ``--memory-steps`` steps (``--memory-repeats`` processes, median).  Reported: its
+    peak RSS (``VmHWM`` on Linux, see :func:`max_rss_mb`) minus that of a baseline subprocess
+    that only imported the packages and built the target and x0, also in units of one
+    ``[chains, dim]`` float64 state (``8 chains dim`` bytes).  The children run with glibc's
+    ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the RSS (see
+    :func:`measure_memory`).  A second table runs LMC and PLMC (``K = 10^6``) over several
+    ``chains x dim`` sizes: peak memory per state should be flat (linear in ``chains x dim``),
+    and flat in ``K``.
 
-Usage
-    python benchmarks/bench_samplers.py                      # d = 100, 10^4 chains
-    python benchmarks/bench_samplers.py --quick              # seconds; a smoke test
-    python benchmarks/bench_samplers.py --chains 1000 --dim 10 --repeats 7 --out /tmp/b.json
+Output: the tables, and a JSON report (``--out``) with every timing, the ratios, the memory
+tables, the BlackJAX result (or why it was skipped), the settings and the environment.
 """
 
 from __future__ import annotations
@@ -37,6 +60,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,28 +71,30 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "samplers.json"
+PLMC_KS = (10, 1000, 10**6)
+REF_K = 10
+DIFFUSION_K = 10
+QUICK_NAMES = ["minimal_loop", "lmc", "plmc_K10", "plmc_K1000000", "plmc_ref_K10", "rlmc", "mala",
+               "lmc_fast", "plmc_K1000000_fast"]
+MEMORY_SIZES = [(2500, 100), (10000, 100), (40000, 100), (10000, 25), (10000, 400)]
+QUICK_MEMORY_SIZES = [(200, 5), (800, 5)]
+MEMORY_SCALING_CONFIGS = ["lmc", "plmc_K1000000"]
 
-# name -> (method, K, steps multiplier): the O(K) reference loop runs fewer steps so that a
-# repeat stays short; chain-steps per second does not depend on the number of steps.
-CONFIGS = {
-    "minimal_loop": ("minimal", None, 1.0),
-    "lmc": ("lmc", None, 1.0),
-    "plmc_K10": ("plmc", 10, 1.0),
-    "plmc_K1000": ("plmc", 1000, 1.0),
-    "plmc_K1000000": ("plmc", 10**6, 1.0),
-    "plmc_ref_K10": ("plmc_ref", 10, 0.5),
-    "plmc_ref_K100": ("plmc_ref", 100, 0.1),
-    "rlmc": ("rlmc", None, 1.0),
-    "mala": ("mala", None, 1.0),
-}
-QUICK_CONFIGS = ["minimal_loop", "lmc", "plmc_K10", "plmc_K1000000", "plmc_ref_K10", "rlmc", "mala"]
+
+# ------------------------------------------------------------------------------------------------
+# configurations
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 def build(target_kind: str, dim: int, chains: int):
     """The target, its step size and the shared start (float64, CPU)."""
+    torch = _torch()
     from targets import Gaussian
 
     if target_kind == "rotated":
@@ -81,8 +107,49 @@ def build(target_kind: str, dim: int, chains: int):
     return target, eta, x0
 
 
+def make_configs(noise_modes=("exact", "fast")) -> dict:
+    """name -> dict(kind, method, K, noise, steps_factor, description), from what the package has.
+
+    ``kind``: ``"minimal"``, ``"sampler"`` (``samplers.sample``) or ``"diffusion"``.  The O(K)
+    reference loops run ``1/K`` as many steps so that a repeat stays short (chain-steps per
+    second does not depend on the number of steps).
+    """
+    import samplers
+
+    configs = {"minimal_loop": dict(kind="minimal", method="minimal", K=None, noise="exact", steps_factor=1.0,
+                                    description="hand-written LMC loop, float64 randn")}
+    for noise in noise_modes:
+        suffix = "" if noise == "exact" else f"_{noise}"
+        for method, spec in samplers.METHODS.items():
+            is_ref = method.endswith("_ref")
+            if spec.takes_K:
+                for K in ((REF_K,) if is_ref else PLMC_KS):
+                    if is_ref and noise != "exact":
+                        continue
+                    configs[f"{method}_K{K}{suffix}"] = dict(
+                        kind="sampler", method=method, K=K, noise=noise,
+                        steps_factor=(1.0 / K if is_ref else 1.0), description=spec.description)
+            else:
+                configs[f"{method}{suffix}"] = dict(kind="sampler", method=method, K=None, noise=noise,
+                                                    steps_factor=1.0, description=spec.description)
+        diffusion = getattr(samplers, "diffusion", None)
+        if diffusion is not None and hasattr(diffusion, "DIFFUSION_SAMPLERS"):
+            from targets.diffusion import DiffusionSchedule
+
+            T = DiffusionSchedule().T
+            for name, K in (("ddpm_small", None), ("pm_ddpm_small", DIFFUSION_K)):
+                if name in diffusion.DIFFUSION_SAMPLERS:
+                    key = f"diffusion_{name}{'' if K is None else f'_K{K}'}{suffix}"
+                    # DDPM: --steps strided steps (at most T); PM-DDPM: its ceil(T / K) coarse steps
+                    configs[key] = dict(kind="diffusion", method=name, K=K, noise=noise, steps_factor=1.0,
+                                        max_steps=T, fixed_steps=None if K is None else -(-T // K),
+                                        description=diffusion.DIFFUSION_SAMPLERS[name].description)
+    return configs
+
+
 def minimal_lmc(target, x0, n_steps: int, eta: float, seed: int):
     """LMC by hand: the floor any sampler's per-step overhead is measured against."""
+    torch = _torch()
     A, m = target.precision, target.mean
     c = math.sqrt(2.0 * eta)
     gen = torch.Generator().manual_seed(seed)
@@ -92,20 +159,48 @@ def minimal_lmc(target, x0, n_steps: int, eta: float, seed: int):
     return x, torch.full((x.shape[0],), n_steps, dtype=torch.int64)
 
 
-def run_config(name: str, target, x0, n_steps: int, eta: float, seed: int):
-    """Run one configuration; returns (final states, grad evals per chain)."""
-    from samplers import sample
+_DIFFUSION_CACHE = {}
 
-    method, K, _ = CONFIGS[name]
-    if method == "minimal":
+
+def _diffusion_setup(dim: int):
+    """An exact-score diffused bimodal mixture (DDPM linear schedule, T = 1000) and its model."""
+    if dim not in _DIFFUSION_CACHE:
+        from targets import GaussianMixture
+        from targets.diffusion import DiffusedMixture, DiffusionSchedule
+
+        schedule = DiffusionSchedule()
+        model = DiffusedMixture(GaussianMixture.bimodal(dim), schedule)
+        _DIFFUSION_CACHE[dim] = (model, schedule)
+    return _DIFFUSION_CACHE[dim]
+
+
+def run_config(cfg: dict, target, x0, n_steps: int, eta: float, seed: int):
+    """Run one configuration; returns ``(final states, evaluations per chain)``."""
+    import samplers
+
+    n_steps = steps_for(cfg, n_steps)
+    if cfg["kind"] == "minimal":
         return minimal_lmc(target, x0, n_steps, eta, seed)
-    kw = {"K": K} if K is not None else {}
-    out = sample(method, target, x0.shape[0], n_steps, eta, x0=x0, seed=seed, **kw)
+    if cfg["kind"] == "diffusion":
+        model, schedule = _diffusion_setup(x0.shape[1])
+        gen = samplers.make_generator(seed, "cpu", cfg["noise"])
+        kw = dict(K=cfg["K"]) if cfg["K"] is not None else dict(steps=n_steps)
+        out = samplers.diffusion.sample(cfg["method"], model.eps_hat, x0, schedule, generator=gen, **kw)
+        return out.x, out.nfe
+    kw = {"K": cfg["K"]} if cfg["K"] is not None else {}
+    out = samplers.sample(cfg["method"], target, x0.shape[0], n_steps, eta, x0=x0, seed=seed,
+                          noise=cfg["noise"], **kw)
     return out.x, out.grad_evals
 
 
-def steps_for(name: str, steps: int) -> int:
-    return max(2, int(round(steps * CONFIGS[name][2])))
+def steps_for(cfg: dict, steps: int) -> int:
+    if cfg.get("fixed_steps"):
+        return cfg["fixed_steps"]
+    return min(max(2, int(round(steps * cfg["steps_factor"]))), cfg.get("max_steps") or steps)
+
+
+# ------------------------------------------------------------------------------------------------
+# memory
 
 
 def max_rss_mb() -> float:
@@ -133,14 +228,18 @@ def memory_child(args) -> None:
 
     before = max_rss_mb()
     if args.memory_child != "baseline":
-        run_config(args.memory_child, target, x0, args.memory_steps, eta, seed=0)
+        cfg = make_configs(("exact", "fast"))[args.memory_child]
+        if cfg["kind"] == "diffusion":
+            _diffusion_setup(args.dim)
+            before = max_rss_mb()
+        run_config(cfg, target, x0, args.memory_steps, eta, seed=0)
     print(json.dumps({"peak_mb": max_rss_mb(), "before_mb": before}))
 
 
-def measure_memory(name: str, args) -> dict:
+def measure_memory(name: str, args, chains=None, dim=None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", name,
            *(["--threads", str(args.threads)] if args.threads is not None else []),
-           "--target", args.target, "--dim", str(args.dim), "--chains", str(args.chains),
+           "--target", args.target, "--dim", str(dim or args.dim), "--chains", str(chains or args.chains),
            "--memory-steps", str(args.memory_steps)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -155,108 +254,342 @@ def measure_memory(name: str, args) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def memory_tables(names, args) -> dict:
+    """Per-configuration peak RSS deltas, and LMC / PLMC over ``chains x dim`` sizes."""
+    state_mb = 8.0 * args.chains * args.dim / 2**20
+    peaks = {name: [] for name in ["baseline", *names]}
+    for _ in range(args.memory_repeats):
+        for name in peaks:
+            peaks[name].append(measure_memory(name, args)["peak_mb"])
+    base = statistics.median(peaks["baseline"])
+    per_config = {}
+    for name in names:
+        med = statistics.median(peaks[name])
+        per_config[name] = {"peak_mb": med, "delta_mb": med - base, "delta_states": (med - base) / state_mb,
+                            "delta_all_mb": [v - base for v in peaks[name]]}
+    sizes = QUICK_MEMORY_SIZES if args.quick else MEMORY_SIZES
+    scaling = []
+    for chains, dim in sizes:
+        size_peaks = {name: [] for name in ["baseline", *MEMORY_SCALING_CONFIGS]}
+        for _ in range(args.memory_repeats):
+            for name in size_peaks:
+                size_peaks[name].append(measure_memory(name, args, chains=chains, dim=dim)["peak_mb"])
+        b = statistics.median(size_peaks["baseline"])
+        smb = 8.0 * chains * dim / 2**20
+        row = {"chains": chains, "dim": dim, "state_mb": smb, "baseline_peak_mb": b}
+        for name in MEMORY_SCALING_CONFIGS:
+            delta = statistics.median(size_peaks[name]) - b
+            row[name] = {"delta_mb": delta, "delta_states": delta / smb}
+        scaling.append(row)
+    return {"baseline_peak_mb": base, "state_mb": state_mb, "per_config": per_config, "scaling": scaling}
+
+
+# ------------------------------------------------------------------------------------------------
+# BlackJAX
+
+
+def find_jax_python(explicit):
+    """An interpreter that can import jax and blackjax, or ``(None, reason)``."""
+    candidates = [explicit] if explicit else [sys.executable, str(ROOT / ".venv-bench" / "bin" / "python")]
+    reasons = []
+    for py in candidates:
+        if not py or not (Path(py).exists() or shutil.which(py)):
+            reasons.append(f"{py}: not found")
+            continue
+        res = subprocess.run([py, "-c", "import jax, blackjax"], capture_output=True, text=True, timeout=120)
+        if res.returncode == 0:
+            return py, None
+        reasons.append(f"{py}: cannot import jax/blackjax")
+    return None, ("BlackJAX not installed (install the 'bench' extra into a separate environment: "
+                  "python3 -m venv .venv-bench && .venv-bench/bin/pip install -e '.[dev,bench]'); "
+                  + "; ".join(reasons))
+
+
+def blackjax_worker(args) -> None:
+    """Worker process: BlackJAX ULA, jit(scan(vmap(step))); compiles, then times one run per request."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import blackjax
+    import jax.numpy as jnp
+    import numpy as np
+
+    target, eta, x0_t = build(args.target, args.dim, args.chains)
+    P = jnp.asarray(target.precision.numpy())
+    m = jnp.asarray(target.mean.numpy())
+    x0 = jnp.asarray(x0_t.numpy())
+    n, steps = args.chains, args.steps
+
+    def logdensity(x):
+        y = x - m
+        return -0.5 * y @ (P @ y)
+
+    # SGLD with the exact full gradient is ULA (LMC): x + eta ∇log p(x) + sqrt(2 eta) z
+    ula = blackjax.sgld(lambda x, _batch: jax.grad(logdensity)(x))
+    step = jax.vmap(lambda key, x: ula.step(key, x, None, eta))
+
+    @jax.jit
+    def run(key, x):
+        def body(x, k):
+            return step(jax.random.split(k, n), x), None
+
+        x, _ = jax.lax.scan(body, x, jax.random.split(key, steps))
+        return x
+
+    t0 = time.perf_counter()
+    out = run(jax.random.key(0), x0).block_until_ready()
+    compile_s = time.perf_counter() - t0
+    var = float(np.asarray(jnp.var(out)))
+    print(json.dumps({"ready": True, "compile_and_first_run_s": compile_s, "jax": jax.__version__,
+                      "blackjax": getattr(blackjax, "__version__", "?"), "dtype": str(out.dtype),
+                      "backend": jax.default_backend(), "devices": str(jax.devices()),
+                      "check_var": var}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        seed = int(cmd[1])
+        t0 = time.perf_counter()
+        out = run(jax.random.key(seed), x0).block_until_ready()
+        dt = time.perf_counter() - t0
+        finite = bool(np.isfinite(np.asarray(out)).all())
+        print(json.dumps({"seconds": dt, "finite": finite, "peak_mb": max_rss_mb()}), flush=True)
+
+
+class BlackJAX:
+    """The worker process, driven line by line."""
+
+    def __init__(self, py: str, args):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        if args.threads == 1:  # XLA on one thread too, as torch
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                " intra_op_parallelism_threads=1").strip()
+        cmd = [py, str(Path(__file__).resolve()), "--blackjax-worker", "--target", args.target,
+               "--dim", str(args.dim), "--chains", str(args.chains), "--steps", str(args.steps)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=str(ROOT))
+        self.info = self._read()
+        self.times, self.peak_mb = [], None
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"BlackJAX worker died:\n{self.proc.stderr.read()}")
+        return json.loads(line)
+
+    def run(self, seed: int) -> float:
+        self.proc.stdin.write(f"run {seed}\n")
+        self.proc.stdin.flush()
+        r = self._read()
+        if not r["finite"]:
+            raise RuntimeError("BlackJAX ULA produced non-finite states")
+        self.times.append(r["seconds"])
+        self.peak_mb = r["peak_mb"]
+        return r["seconds"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+# ------------------------------------------------------------------------------------------------
+# timing
+
+
 def summarize(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "all": list(values)}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": list(values)}
+
+
+def profile_config(name: str, cfg: dict, target, x0, steps: int, eta: float, rows: int = 25) -> None:
+    """Print torch.profiler's table of one configuration: where its time goes, by operator."""
+    torch = _torch()
+    from torch.profiler import ProfilerActivity, profile
+
+    run_config(cfg, target, x0[:64], 2, eta, seed=0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run_config(cfg, target, x0, steps, eta, seed=0)
+        dt = time.perf_counter() - t0
+    print(f"{name}: {x0.shape[0] * steps / dt:.4g} chain-steps/s, {1e3 * dt / steps:.2f} ms per step "
+          f"({x0.shape[0]} chains, d = {x0.shape[1]}, {torch.get_num_threads()} threads)")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=36))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--chains", type=int, default=10_000)
     p.add_argument("--dim", type=int, default=100)
-    p.add_argument("--steps", type=int, default=20, help="steps per timed run (fewer for plmc_ref)")
+    p.add_argument("--steps", type=int, default=200, help="steps per timed run (the O(K) reference loops: steps/K)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--target", choices=["rotated", "isotropic"], default="rotated")
+    p.add_argument("--noise", default="exact,fast", help="comma-separated noise modes to time (default both)")
+    p.add_argument("--only", default=None, help="comma-separated configuration names (default: all)")
     p.add_argument("--memory-steps", type=int, default=3)
     p.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per configuration")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-blackjax", action="store_true", help="skip BlackJAX even when it is installed")
+    p.add_argument("--jax-python", default=None, help="interpreter with jax and blackjax (default: this one, "
+                                                      "else .venv-bench/bin/python)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and fewer configurations (smoke test)")
+    p.add_argument("--profile", metavar="CONFIG", default=None,
+                   help="print torch.profiler's operator table for one configuration and exit")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads for the timed runs (default: torch's default)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--blackjax-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.blackjax_worker:
+        blackjax_worker(args)
+        return None
+    torch = _torch()
     if args.threads is not None:
-        if args.threads < 1:
-            p.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-
     if args.memory_child is not None:
         memory_child(args)
         return None
     if args.quick:
-        args.chains, args.dim, args.steps, args.repeats, args.memory_steps, args.memory_repeats = 200, 5, 3, 2, 2, 1
+        args.chains, args.dim, args.steps, args.repeats, args.memory_steps, args.memory_repeats = 200, 5, 4, 2, 2, 1
     for k in ("chains", "dim", "steps", "repeats", "memory_steps", "memory_repeats"):
         if getattr(args, k) < 1:
             p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
-    names = QUICK_CONFIGS if args.quick else list(CONFIGS)
+    from samplers.noise import NOISE_MODES
+
+    modes = [m for m in args.noise.split(",") if m]
+    for m in modes:
+        if m not in NOISE_MODES:
+            p.error(f"--noise: unknown mode {m!r}; known: {', '.join(NOISE_MODES)}")
+    all_configs = make_configs(tuple(modes))
+    if args.only:
+        wanted = [n for n in args.only.split(",") if n]
+        unknown = [n for n in wanted if n not in all_configs]
+        if unknown:
+            p.error(f"--only: unknown configuration(s) {', '.join(unknown)}; known: {', '.join(all_configs)}")
+        names = list(dict.fromkeys(["minimal_loop", *wanted]))
+    elif args.quick:
+        names = [n for n in QUICK_NAMES if n in all_configs]
+    else:
+        names = list(all_configs)
+    configs = {n: all_configs[n] for n in names}
 
     target, eta, x0 = build(args.target, args.dim, args.chains)
+    if args.profile is not None:
+        known = make_configs(("exact", "fast"))
+        if args.profile not in known:
+            p.error(f"--profile: unknown configuration {args.profile!r}; known: {', '.join(known)}")
+        profile_config(args.profile, known[args.profile], target, x0, steps_for(known[args.profile], args.steps), eta)
+        return None
+
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    bj, bj_skip = None, None
+    if args.no_blackjax:
+        bj_skip = "skipped (--no-blackjax)"
+    else:
+        py, bj_skip = find_jax_python(args.jax_python)
+        if py is not None:
+            try:
+                bj = BlackJAX(py, args)
+            except (RuntimeError, json.JSONDecodeError, OSError) as exc:
+                bj, bj_skip = None, f"BlackJAX worker failed to start: {exc}"
+    if bj_skip:
+        print(f"note: {bj_skip}", file=sys.stderr)
+
     # warm-up: one short run of each (first-call costs are not throughput)
-    for name in names:
-        run_config(name, target, x0[: min(64, args.chains)], 2, eta, seed=0)
+    for name, cfg in configs.items():
+        run_config(cfg, target, x0[: min(64, args.chains)], 2, eta, seed=0)
 
     times = {name: [] for name in names}
     evals = {}
-    for r in range(args.repeats):
-        for name in names:
-            n_steps = steps_for(name, args.steps)
-            t0 = time.perf_counter()
-            x, g = run_config(name, target, x0, n_steps, eta, seed=r)
-            times[name].append(time.perf_counter() - t0)
-            if not torch.isfinite(x).all():
-                raise RuntimeError(f"{name}: non-finite states")
-            start = 1 if CONFIGS[name][0] == "mala" else 0  # MALA's one evaluation at the start
-            evals.setdefault(name, []).append((float(g.double().mean()) - start) / n_steps)
+    try:
+        for r in range(args.repeats):
+            for name, cfg in configs.items():
+                n_steps = steps_for(cfg, args.steps)
+                t0 = time.perf_counter()
+                x, g = run_config(cfg, target, x0, n_steps, eta, seed=r + 1)
+                times[name].append(time.perf_counter() - t0)
+                if not torch.isfinite(x).all():
+                    raise RuntimeError(f"{name}: non-finite states")
+                start = 1 if cfg["method"] == "mala" else 0  # MALA's one evaluation at the start
+                evals.setdefault(name, []).append((float(g.double().mean()) - start) / n_steps)
+            if bj is not None:
+                bj.run(r + 1)
+    finally:
+        if bj is not None:
+            bj.close()
 
-    memory = {}
-    if not args.no_memory:
-        # Several fresh processes per configuration, median (see measure_memory for the allocator).
-        peaks = {name: [] for name in ["baseline", *names]}
-        for _ in range(args.memory_repeats):
-            for name in peaks:
-                peaks[name].append(measure_memory(name, args)["peak_mb"])
-        base = statistics.median(peaks["baseline"])
-        memory["baseline_peak_mb"] = base
-        for name in names:
-            memory[name] = {"peak_mb": statistics.median(peaks[name]),
-                            "delta_mb": statistics.median(peaks[name]) - base,
-                            "delta_all_mb": [v - base for v in peaks[name]]}
+    memory = memory_tables(names, args) if not args.no_memory else None
+    load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
     results = {}
-    for name in names:
-        method, K, _ = CONFIGS[name]
-        n_steps = steps_for(name, args.steps)
+    for name, cfg in configs.items():
+        n_steps = steps_for(cfg, args.steps)
         rates = [args.chains * n_steps / t for t in times[name]]
+        mem = (memory or {}).get("per_config", {}).get(name, {})
         results[name] = {
-            "method": method, "K": K, "steps": n_steps,
+            "kind": cfg["kind"], "method": cfg["method"], "K": cfg["K"], "noise": cfg["noise"], "steps": n_steps,
             "chain_steps_per_s": summarize(rates),
-            "grad_evals_per_step": statistics.mean(evals[name]),
-            "peak_rss_delta_mb": memory.get(name, {}).get("delta_mb"),
-            "peak_rss_mb": memory.get(name, {}).get("peak_mb"),
-            "peak_rss_delta_all_mb": memory.get(name, {}).get("delta_all_mb"),
+            "evals_per_step": statistics.mean(evals[name]),
+            "peak_rss_delta_mb": mem.get("delta_mb"),
+            "peak_rss_delta_states": mem.get("delta_states"),
+            "peak_rss_mb": mem.get("peak_mb"),
+            "peak_rss_delta_all_mb": mem.get("delta_all_mb"),
         }
-    # Ratios of time per chain-step, from the medians and from the best repeats (on a shared
-    # machine the best repeat is the least disturbed estimate of the intrinsic cost).
+    blackjax = {"available": bj is not None, "note": bj_skip}
+    if bj is not None:
+        rates = [args.chains * args.steps / t for t in bj.times]
+        blackjax.update(bj.info)
+        blackjax.update({"steps": args.steps, "chain_steps_per_s": summarize(rates), "worker_peak_rss_mb": bj.peak_mb,
+                         "api": "blackjax.sgld(exact full gradient) = ULA; jit(scan(vmap(step))), one key per "
+                                "chain and step, float64"})
+    # Ratios of time per chain-step from the medians and from the best repeats (on a shared machine
+    # the best repeat is the least disturbed estimate of the intrinsic cost).
     for stat, suffix in (("median", ""), ("max", "_best")):
         floor = results["minimal_loop"]["chain_steps_per_s"][stat]
-        lmc_rate = results["lmc"]["chain_steps_per_s"][stat]
+        bj_rate = blackjax["chain_steps_per_s"][stat] if bj is not None else None
         for name, res in results.items():
             rate = res["chain_steps_per_s"][stat]
+            lmc_name = "lmc" + ("" if res["noise"] == "exact" else f"_{res['noise']}")
+            lmc_rate = results[lmc_name]["chain_steps_per_s"][stat] if lmc_name in results else None
             res["slowdown_vs_minimal" + suffix] = floor / rate
-            res["slowdown_vs_lmc" + suffix] = lmc_rate / rate
+            res["slowdown_vs_lmc" + suffix] = lmc_rate / rate if lmc_rate else None
+            res["speedup_vs_blackjax" + suffix] = rate / bj_rate if bj_rate else None
+    goals = {}
+    for mode in modes:
+        sfx = "" if mode == "exact" else f"_{mode}"
+        if f"lmc{sfx}" in results and bj is not None:
+            goals[f"lmc{sfx}_over_blackjax_ula"] = results[f"lmc{sfx}"]["speedup_vs_blackjax"]
+        for K in PLMC_KS:
+            if f"plmc_K{K}{sfx}" in results:
+                goals[f"plmc_K{K}{sfx}_step_over_lmc_step"] = results[f"plmc_K{K}{sfx}"]["slowdown_vs_lmc"]
+    if memory is not None:
+        plmc_mem = [memory["per_config"][f"plmc_K{K}"]["delta_mb"] for K in PLMC_KS if f"plmc_K{K}" in results]
+        if plmc_mem:
+            goals["plmc_peak_memory_mb_over_K"] = plmc_mem
+        for name in MEMORY_SCALING_CONFIGS:
+            goals[f"{name}_peak_memory_in_states_over_sizes"] = [row[name]["delta_states"] for row in memory["scaling"]]
     report = {
         "settings": {"chains": args.chains, "dim": args.dim, "steps": args.steps, "repeats": args.repeats,
                      "target": (f"Gaussian.rotated({args.dim}, kappa=10, seed=0)" if args.target == "rotated"
                                 else f"Gaussian.isotropic({args.dim})"),
                      "step_size": eta, "dtype": "float64", "device": "cpu", "quick": args.quick,
-                     "memory_steps": args.memory_steps, "memory_repeats": args.memory_repeats},
+                     "noise_modes": modes, "memory_steps": args.memory_steps,
+                     "memory_repeats": args.memory_repeats},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                        "platform": platform.platform(),
-                        "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+                        "platform": platform.platform(), "loadavg_at_start": load_start,
+                        "loadavg_at_end": load_end},
         "results": results,
-        "memory_baseline_peak_mb": memory.get("baseline_peak_mb"),
+        "blackjax": blackjax,
+        "memory": memory,
+        "memory_baseline_peak_mb": memory["baseline_peak_mb"] if memory else None,
+        "goals": goals,
         "plmc_over_lmc_time_per_step": {n: r["slowdown_vs_lmc"] for n, r in results.items()
                                         if r["method"] in ("plmc", "plmc_ref")},
         "plmc_over_lmc_time_per_step_best": {n: r["slowdown_vs_lmc_best"] for n, r in results.items()
@@ -269,24 +602,50 @@ def main(argv=None):
     return report
 
 
+def _fmt(v, spec=".2f"):
+    return "-" if v is None else format(v, spec)
+
+
 def print_table(report) -> None:
-    s = report["settings"]
-    print(f"{s['target']}, {s['chains']} chains, float64, CPU, {report['environment']['torch_threads']} "
-          f"torch threads, eta = {s['step_size']:.3g}, {s['repeats']} repeats (median, min-max)")
-    head = (f"{'sampler':<16}{'steps':>6}{'chain-steps/s':>15}{'spread (min-max)':>22}"
-            f"{'x minimal':>11}{'x LMC':>7}{'best: x min':>13}{'x LMC':>7}{'evals/step':>12}{'peak dRSS MiB':>15}")
+    s, env = report["settings"], report["environment"]
+    load = lambda v: "?" if v is None else f"{v[0]:.2f}"  # noqa: E731
+    print(f"{s['target']}, {s['chains']} chains, {s['steps']} steps, float64, CPU, {env['torch_threads']} torch "
+          f"threads, eta = {s['step_size']:.3g}, {s['repeats']} repeats (median, min-max); load average "
+          f"{load(env['loadavg_at_start'])} at the start, {load(env['loadavg_at_end'])} at the end")
+    head = (f"{'sampler':<26}{'steps':>6}{'chain-steps/s':>15}{'spread (min-max)':>21}{'x minimal':>10}"
+            f"{'x LMC':>7}{'vs BlackJAX':>12}{'evals/step':>11}{'peak dRSS MiB':>14}{'(states)':>9}")
     print(head)
     print("-" * len(head))
-    for name, r in report["results"].items():
+    rows = list(report["results"].items())
+    bj = report["blackjax"]
+    for name, r in rows:
         c = r["chain_steps_per_s"]
-        mem = "-" if r["peak_rss_delta_mb"] is None else f"{r['peak_rss_delta_mb']:.1f}"
-        spread = f"{c['min']:.3g}-{c['max']:.3g}"
-        print(f"{name:<16}{r['steps']:>6}{c['median']:>15.4g}{spread:>22}"
-              f"{r['slowdown_vs_minimal']:>11.2f}{r['slowdown_vs_lmc']:>7.2f}{r['slowdown_vs_minimal_best']:>13.2f}"
-              f"{r['slowdown_vs_lmc_best']:>7.2f}{r['grad_evals_per_step']:>12.3f}{mem:>15}")
-    print("(x minimal, x LMC: time per chain-step relative to the minimal loop / to samplers' LMC, from the\n"
-          " medians and from the best repeats; evals/step: gradient evaluations per chain per step, MALA's\n"
-          " start excluded; peak dRSS: peak RSS of a fresh process minus that of one that only built the target)")
+        print(f"{name:<26}{r['steps']:>6}{c['median']:>15.4g}{c['min']:>10.3g}-{c['max']:<10.3g}"
+              f"{r['slowdown_vs_minimal']:>10.2f}{_fmt(r['slowdown_vs_lmc']):>7}{_fmt(r['speedup_vs_blackjax']):>12}"
+              f"{r['evals_per_step']:>11.3f}{_fmt(r['peak_rss_delta_mb'], '.1f'):>14}"
+              f"{_fmt(r['peak_rss_delta_states'], '.1f'):>9}")
+    if bj["available"]:
+        c = bj["chain_steps_per_s"]
+        floor = report["results"]["minimal_loop"]["chain_steps_per_s"]["median"]
+        print(f"{'blackjax_ula':<26}{bj['steps']:>6}{c['median']:>15.4g}{c['min']:>10.3g}-{c['max']:<10.3g}"
+              f"{floor / c['median']:>10.2f}{'':>7}{1.0:>12.2f}{1.0:>11.3f}")
+        print(f"  BlackJAX {bj['blackjax']} on jax {bj['jax']} ({bj['backend']}, {bj['dtype']}): {bj['api']}")
+    else:
+        print(f"  BlackJAX: {bj['note']}")
+    print("(x minimal, x LMC: time per chain-step over the minimal loop's / LMC's in the same noise mode, from the\n"
+          " medians; vs BlackJAX: chain-steps/s over BlackJAX ULA's (above 1: faster); evals/step: gradient or\n"
+          " network evaluations per chain per step, MALA's start excluded; peak dRSS: peak RSS of a fresh process\n"
+          " minus that of one that only built the target, and in units of one [chains, dim] float64 state)")
+    mem = report.get("memory")
+    if mem and mem.get("scaling"):
+        print("\nPeak dRSS over sizes (MiB, and in [chains, dim] float64 states):")
+        print(f"{'chains':>8}{'dim':>6}{'state MiB':>11}" + "".join(f"{n:>26}" for n in MEMORY_SCALING_CONFIGS))
+        for row in mem["scaling"]:
+            cells = "".join(f"{row[n]['delta_mb']:>16.1f} ({row[n]['delta_states']:>5.2f})" for n in MEMORY_SCALING_CONFIGS)
+            print(f"{row['chains']:>8}{row['dim']:>6}{row['state_mb']:>11.2f}{cells}")
+    if report.get("goals"):
+        print("\nGoals: " + "; ".join(f"{k} = {[round(x, 2) for x in v] if isinstance(v, list) else _fmt(v)}"
+                                      for k, v in report["goals"].items()))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class SweepConfig:
     Ks: list = field(default_factory=lambda: [2, 4, 16, 64])          # theorem study
     device: str = "cpu"
     dtype: str = "float64"
+    noise: str = "exact"                 # samplers' Gaussian noise: "exact" or "fast" (samplers.noise)
     out: str = "results/rate_sweep"
     resume: bool = False
     quick: bool = False
@@ -89,6 +90,9 @@ class SweepConfig:
             raise ValueError(f"unknown start {self.start!r}; known: target, standard")
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"unknown dtype {self.dtype!r}; known: float64, float32")
+        from samplers.noise import check_noise
+
+        check_noise(self.noise)
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"unknown device {self.device!r}; known: cpu, cuda")
         for d in self.dims:

@@ -34,6 +34,11 @@ Outputs in ``--out``: ``results.csv`` (tidy rows, one finished cell at a time, s
 run keeps its work and ``--resume`` completes it), ``summary.json`` (fits, ratios, settings), a
 figure ``rate_sweep.png`` and a printed table with a one-line verdict per target.
 
+``--noise fast`` draws the samplers' Gaussians in float32, up-cast to float64 (see
+:mod:`samplers.noise`: the law differs from the normal only at float32 resolution, far below a
+metric's standard error); the mode is part of every cell's settings and of the summary's, so
+results of the two modes never mix.  The default ``exact`` draws float64 normals.
+
 Cells run one after another here, or on a Dask cluster with ``--executor dask`` (``--workers N``
 starts a local one, ``--address`` joins a running one): see ``labs/executor.py``.  The rows are
 the same either way; fits read them in planned order, whatever order they finished in.
@@ -67,7 +72,7 @@ __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "pl
 COLUMNS = ["study", "target", "dim", "kappa", "sampler", "k_schedule", "k_scale", "step_size", "K",
            "K_ref", "friction", "budget", "n_steps", "horizon", "start", "seed", "chains", "metric", "kind",
            "grad_evals",
-           "value", "ci_low", "ci_high", "se", "status", "n_diverged", "device", "dtype", "cell"]
+           "value", "ci_low", "ci_high", "se", "status", "n_diverged", "device", "dtype", "noise", "cell"]
 
 # Per-target defaults: dimension, integration time T, budgets (gradient evaluations per chain).
 TARGET_DEFAULTS = {
@@ -167,7 +172,7 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
         start = cfg.start if (exact or target.has_sampler) else "standard"
         base = dict(study=cfg.study, target=tname, dim=dim, kappa=kappa if "gaussian" in tname else "",
                     horizon=r["horizon"], start=start, chains=cfg.chains, metric=metric,
-                    device=cfg.device, dtype=cfg.dtype)
+                    device=cfg.device, dtype=cfg.dtype, noise=cfg.noise)
         seeds = [cfg.seed] if exact else [cfg.seed + s for s in range(cfg.seeds)]
         if not exact and target.has_sampler:
             for s in seeds:
@@ -298,7 +303,7 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = samplers.sample(sampler, t, cell["chains"], n_steps, eta, K=K, x0=x0, seed=cell["seed"],
-                              device=device, dtype=dtype, friction=fr)
+                              device=device, dtype=dtype, friction=fr, noise=cell.get("noise", "exact"))
     evals = float(res.grad_evals.double().mean())
     if res.n_diverged:
         return [_row(cell, value="", status="diverged", n_diverged=res.n_diverged, grad_evals=evals)]
@@ -346,7 +351,7 @@ def _sample_gap(cell, t, x0):
     K_ref = cell["K_ref"]
     eta, n = cell["step_size"], cell["n_steps"]
     base = BASE_SAMPLER.get(cell["sampler"], cell["sampler"])
-    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype, friction=_cell_friction(cell))
+    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype, friction=_cell_friction(cell), noise=cell.get("noise", "exact"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         a = samplers.sample(cell["sampler"], t, cell["chains"], n, eta, K=cell["K"], seed=cell["seed"], **kw)
@@ -464,7 +469,8 @@ def _verdict(ratio, ci, num, den, cfg) -> str:
     return f"more than quadratic: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] lies above 2"
 
 
-def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file=sys.stdout) -> None:
+def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file=None) -> None:
+    file = sys.stdout if file is None else file  # looked up now, so a redirected stdout is honoured
     p = lambda *a: print(*a, file=file)  # noqa: E731
     xname = "step size" if cfg.study in ("bias", "theorem") else "gradient evaluations"
     p("")
@@ -570,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--Ks", type=csv_list(int, "--Ks"), help="theorem study: values of K (default 2,4,16,64)")
     a("--device", help="cpu or cuda")
     a("--dtype", choices=("float64", "float32"))
+    a("--noise", help="samplers' Gaussian noise: exact (default; torch.randn in the dtype) or fast (float64 "
+                      "runs draw float32 normals, up-cast; see samplers.noise)")
     a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
     a("--out", help="output folder (default results/rate_sweep)")
     a("--resume", action="store_true", default=None, help="keep finished cells in --out and run the rest")

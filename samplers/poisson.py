@@ -245,7 +245,7 @@ def _carry_noise_forward_(noise, rank, prev, pos, scheme) -> None:
     for size in sizes[1:]:
         at = order[start:start + size]
         start += size
-        noise.index_add_(0, at, scheme.propagate(noise[at - 1], prev[at], pos[at]))
+        noise.index_add_(0, at, scheme.propagate(noise.index_select(0, at - 1), prev[at], pos[at]))
 
 
 def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
@@ -263,8 +263,9 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections) and the noise
     at ``K`` as the sum of its increments, which saves the per-pair ``g(Y_i) - g0`` pass and the
     gather of each chain's last noise.  Host syncs per step: the sizes of the selections, of the
-    pairs and of the ranks (three; a fourth for the generic schemes' last-noise rows).
-    Returns ``(x_new, grad_evals [n])``.
+    pairs and of the ranks (three; a fourth for the generic schemes' last-noise rows).  Rows
+    are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU several
+    times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
     """
     K = scheme.K
     n = x.shape[0]
@@ -295,16 +296,17 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
             x_end = scheme.end_mean_counted(x, g0, counts)
             x_end.index_add_(0, chain, noise)  # Phi = I: the noise at K is the sum of the increments
             _carry_noise_forward_(noise, rank, prev, pos, scheme)
-            y = scheme.frozen_mean(x[chain], g0[chain], pos).add_(noise)
+            y = scheme.frozen_mean(x.index_select(0, chain), g0.index_select(0, chain), pos).add_(noise)
             x_end.index_add_(0, chain, scheme.evaluate(y, pos), alpha=scheme.correction_factor)
         else:
             x_end = scheme.end_mean(x, g0)
             _carry_noise_forward_(noise, rank, prev, pos, scheme)
-            g0c = g0[chain]
-            y = scheme.frozen_mean(x[chain], g0c, pos).add_(noise)
+            g0c = g0.index_select(0, chain)
+            y = scheme.frozen_mean(x.index_select(0, chain), g0c, pos).add_(noise)
             delta = scheme.evaluate(y, pos).sub_(g0c)
             scheme.add_correction(x_end, chain, delta, pos)
             has = (counts > 0).nonzero().squeeze(-1)
-            x_end.index_add_(0, has, scheme.propagate(noise[last[has]], pos_last[has], torch.full_like(has, K)))
+            x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last[has]), pos_last[has],
+                                                     torch.full_like(has, K)))
     scheme.add_fresh_noise_(x_end, pos_last, torch.full_like(pos_last, K), generator)
     return x_end, evals

@@ -30,7 +30,7 @@ def test_bench_samplers_quick_runs_and_writes_expected_json(tmp_path):
     results = report["results"]
     assert {"minimal_loop", "lmc", "plmc_K10", "plmc_K1000000", "plmc_ref_K10", "rlmc", "mala"} <= set(results)
     for name, r in results.items():
-        assert {"method", "K", "steps", "chain_steps_per_s", "grad_evals_per_step", "slowdown_vs_minimal",
+        assert {"method", "K", "noise", "steps", "chain_steps_per_s", "evals_per_step", "slowdown_vs_minimal",
                 "slowdown_vs_lmc", "peak_rss_delta_mb", "peak_rss_mb", "slowdown_vs_minimal_best",
                 "slowdown_vs_lmc_best"} <= set(r), name
         c = r["chain_steps_per_s"]
@@ -38,7 +38,35 @@ def test_bench_samplers_quick_runs_and_writes_expected_json(tmp_path):
         assert 0 < c["min"] <= c["median"] <= c["max"] and math.isfinite(c["max"])
         assert isinstance(r["peak_rss_delta_mb"], float)
     # evaluation counts are exact bookkeeping, not timing: they can be asserted
-    assert results["lmc"]["grad_evals_per_step"] == 1.0
-    assert results["rlmc"]["grad_evals_per_step"] == 2.0
-    assert 1.0 <= results["plmc_K10"]["grad_evals_per_step"] <= 10.0
+    assert results["lmc"]["evals_per_step"] == 1.0
+    assert results["rlmc"]["evals_per_step"] == 2.0
+    assert results["mala"]["evals_per_step"] == 1.0
+    assert 1.0 <= results["plmc_K10"]["evals_per_step"] <= 10.0
     assert set(report["plmc_over_lmc_time_per_step"]) == {n for n in results if n.startswith("plmc")}
+    # both noise modes are timed; a mode's "x LMC" ratio is against LMC in the same mode
+    assert results["lmc"]["noise"] == "exact" and results["lmc_fast"]["noise"] == "fast"
+    assert results["lmc_fast"]["slowdown_vs_lmc"] == 1.0
+    # memory: flat-in-K and over-sizes entries exist and are numbers
+    goals = report["goals"]
+    assert all(isinstance(v, float) for v in goals["plmc_peak_memory_mb_over_K"])
+    assert len(goals["lmc_peak_memory_in_states_over_sizes"]) == len(report["memory"]["scaling"]) >= 2
+    # BlackJAX: either measured in the same run or skipped with the reason
+    bj = report["blackjax"]
+    if bj["available"]:
+        assert bj["chain_steps_per_s"]["median"] > 0 and bj["dtype"] == "float64"
+        assert results["lmc"]["speedup_vs_blackjax"] > 0 and "lmc_over_blackjax_ula" in goals
+    else:
+        assert bj["note"]
+
+
+def test_bench_samplers_rejects_bad_arguments(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    script = str(ROOT / "benchmarks" / "bench_samplers.py")
+    for bad, needle in ((["--noise", "exactish"], "exactish"), (["--only", "lmcx"], "lmcx"),
+                        (["--threads", "0"], "--threads"), (["--profile", "nope"], "nope")):
+        res = subprocess.run([sys.executable, script, "--quick", "--no-memory", "--no-blackjax",
+                              "--out", str(tmp_path / "x.json"), *bad],
+                             capture_output=True, text=True, cwd=str(ROOT), env=env, timeout=120)
+        assert res.returncode == 2 and needle in res.stderr, (bad, res.stderr)
+        assert not (tmp_path / "x.json").exists()

@@ -109,6 +109,50 @@ def test_interrupted_sweep_resumes_without_duplicates_and_same_numbers(tmp_path,
     assert sorted(resumed, key=key) == sorted(reference, key=key)  # same seed, same numbers, no duplicates
 
 
+def test_noise_mode_reaches_the_sampler_keys_cells_and_is_recorded(tmp_path, monkeypatch):
+    import samplers
+
+    kw = dict(targets=["holley_stroock"], dim=4, quick=True, chains=1000, samplers=["lmc", "plmc"])
+    seen = []
+    real = samplers.sample
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("noise"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(samplers, "sample", spy)
+    exact_summary, exact_out = _run(tmp_path, "exact", **kw)
+    assert seen and set(seen) == {"exact"}  # the default, passed explicitly
+    seen.clear()
+    fast_summary, fast_out = _run(tmp_path, "fast", noise="fast", **kw)
+    assert seen and set(seen) == {"fast"}
+    assert exact_summary["settings"]["noise"] == "exact" and fast_summary["settings"]["noise"] == "fast"
+    exact_rows, fast_rows = _rows(exact_out), _rows(fast_out)
+    assert {r["noise"] for r in exact_rows} == {"exact"} and {r["noise"] for r in fast_rows} == {"fast"}
+    # the mode is part of every cell's settings: no cell key is shared between the modes
+    assert not ({r["cell"] for r in exact_rows} & {r["cell"] for r in fast_rows})
+    # resuming a folder of one mode in the other runs every cell again (nothing is mixed)
+    seen.clear()
+    mixed, _ = _run(tmp_path, "exact", noise="fast", resume=True, **kw)
+    assert mixed["settings"]["cells_run_now"] == mixed["settings"]["cells"]
+    assert set(seen) == {"fast"}
+    # the fast mode's estimates agree with the exact mode's within their intervals' reach
+    for e, f in zip(exact_rows, fast_rows):
+        if e["kind"] == "estimate":
+            assert (e["sampler"], e["budget"]) == (f["sampler"], f["budget"])
+            tol = 4 * math.hypot(float(e["se"]), float(f["se"]))
+            assert abs(float(e["value"]) - float(f["value"])) <= tol
+
+
+def test_bad_noise_mode_is_refused_before_work(tmp_path, capsys):
+    code = rs.main(["--noise", "exactish", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "exactish" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="float32"):
+        SweepConfig(noise="float32").validate()
+
+
 def test_rerun_without_resume_starts_afresh(tmp_path):
     kw = dict(targets=["gaussian"], samplers=["lmc"], budgets=[400, 800, 1600])
     _run(tmp_path, **kw)
