@@ -5,7 +5,9 @@ A lab is a list of *cells* (plain settings dicts, each with a ``"cell"`` key) an
 function may fill with things that depend only on the settings (targets, exact start samples),
 so that they are built once per process rather than once per cell.  Every cell is a pure
 function of its settings and seed, so the rows are the same whichever executor runs them; only
-their order in the results file differs.
+their order in the results file differs.  (Up to the last bit where torch splits a large
+reduction by its thread count: Dask workers run on one thread, a serial driver on torch's
+default; run the serial sweep with ``OMP_NUM_THREADS=1`` for bit-identical files.)
 
 ``executor="local"`` (the default)
     The cells run one after another in this process.
