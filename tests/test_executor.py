@@ -159,7 +159,16 @@ DIFFUSION_TINY = ["--targets", "ring", "--chains", "400", "--nfe", "10,49", "--K
 def test_diffusion_sweep_on_a_cluster_gives_the_serial_rows(cluster, tmp_path, capsys):
     from labs import diffusion_sweep as ds
 
-    assert ds.main(DIFFUSION_TINY + ["--out", str(tmp_path / "serial")]) == 0
+    import torch
+
+    # Workers run torch on one thread; the serial run must too for bit-identical reductions
+    # (a sum over a kernel matrix is split by the thread count).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert ds.main(DIFFUSION_TINY + ["--out", str(tmp_path / "serial")]) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert ds.main(DIFFUSION_TINY + ["--out", str(tmp_path / "dask"), "--executor", "dask",
                                      "--address", cluster.scheduler_address]) == 0
     capsys.readouterr()
