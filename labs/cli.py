@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LabParser", "csv_list", "scalar", "add_executor_flags", "load_settings_file", "config_from_args",
+__all__ = ["LabParser", "csv_list", "scalar", "add_run_flags", "add_executor_flags", "load_settings_file", "config_from_args",
            "run_main", "json_default"]
 
 
@@ -56,6 +56,19 @@ def scalar(kind, name):
             raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a valid {kind.__name__}") from None
 
     return parse
+
+
+def add_run_flags(parser: argparse.ArgumentParser, out_default: str, quick_help: str) -> None:
+    """The flags every lab shares: ``--config``, ``--out``, ``--resume``, ``--quick``,
+    ``--progress`` and the executor flags (:func:`add_executor_flags`)."""
+    a = parser.add_argument
+    a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
+    a("--out", help=f"output folder (default {out_default})")
+    a("--resume", action="store_true", default=None, help="keep finished cells in --out and run the rest")
+    a("--quick", action="store_true", default=None, help=quick_help)
+    a("--progress", action=argparse.BooleanOptionalAction, default=None,
+      help="progress bar (default: on when stderr is a terminal)")
+    add_executor_flags(parser)
 
 
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from labs import cli
-from labs.cli import LabParser, add_executor_flags, csv_list, json_default, scalar
+from labs.cli import LabParser, add_run_flags, csv_list, json_default, scalar
 from labs.store import ResultStore, cell_key
 
 __all__ = ["DiffusionSweepConfig", "QUICK", "apply_quick", "COLUMNS", "TARGETS", "METRICS", "plan_cells", "run_cell", "summarize",
@@ -754,13 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed", type=scalar(int, "--seed"), help="seed (default 0)")
     a("--device", help="cpu or cuda")
     a("--dtype", help="float64 (default) or float32")
-    a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
-    a("--out", help="output folder (default results/diffusion_sweep)")
-    a("--resume", action="store_true", default=None, help="keep finished cells in --out and run the rest")
-    a("--quick", action="store_true", default=None, help="a small version (about 20 s): fewer calls, K and samples")
-    a("--progress", action=argparse.BooleanOptionalAction, default=None,
-      help="progress bar (default: on when stderr is a terminal)")
-    add_executor_flags(p)
+    add_run_flags(p, "results/diffusion_sweep", "a small version (about 20 s): fewer calls, K and samples")
     return p
 
 

@@ -63,7 +63,7 @@ from labs.fitting import fit_slope, select_points, slope_ratio
 from labs.measures import (EXACT_METRICS, METRIC_NAMES, check_metric, default_metric,
                            measure_samples, noise_floor_samples)
 from labs import cli
-from labs.cli import LabParser, add_executor_flags, csv_list, json_default, scalar
+from labs.cli import LabParser, add_run_flags, csv_list, json_default, scalar
 from labs.store import ResultStore, cell_key
 
 __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "plan_cells",
@@ -578,13 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dtype", choices=("float64", "float32"))
     a("--noise", help="samplers' Gaussian noise: exact (default; torch.randn in the dtype) or fast (float64 "
                       "runs draw float32 normals, up-cast; see samplers.noise)")
-    a("--config", help="a .json or .toml file holding any of these settings (flags override it)")
-    a("--out", help="output folder (default results/rate_sweep)")
-    a("--resume", action="store_true", default=None, help="keep finished cells in --out and run the rest")
-    a("--quick", action="store_true", default=None, help="a small version: fewer budgets and chains")
-    a("--progress", action=argparse.BooleanOptionalAction, default=None,
-      help="progress bar (default: on when stderr is a terminal)")
-    add_executor_flags(p)
+    add_run_flags(p, "results/rate_sweep", "a small version: fewer budgets and chains")
     return p
 
 
