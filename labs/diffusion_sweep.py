@@ -53,7 +53,7 @@ import torch
 
 from labs import cli
 from labs.cli import LabParser, add_run_flags, csv_list, json_default, scalar
-from labs.store import ResultStore, cell_key
+from labs.store import cell_key
 
 __all__ = ["DiffusionSweepConfig", "QUICK", "apply_quick", "COLUMNS", "TARGETS", "METRICS", "plan_cells", "run_cell", "summarize",
            "run_sweep", "main", "parse_sampler", "build_target", "figure_samples"]
@@ -685,28 +685,14 @@ def plan_cells_schedule(cfg) -> str:
 
 def run_sweep(cfg: DiffusionSweepConfig) -> dict:
     cfg.validate()
-    if str(cfg.device).startswith("cuda") and cfg.address is None and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
     if cfg.quick:
         apply_quick(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultStore(out / "results.csv", COLUMNS)
-    cells = plan_cells(cfg)
-    if not cfg.resume:
-        store.reset()
-    done = store.done_cells()
-    todo = [c for c in cells if c["cell"] not in done]
-    cfg.save(out / "settings.json")
-    t0 = time.time()
-    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    from labs.executor import run_cells
+    from labs.executor import run_planned
 
-    run_cells(todo, run_cell, store, executor=cfg.executor, address=cfg.address, workers=cfg.workers,
-              device=cfg.device, progress=show, desc="diffusion_sweep")
-    wanted = {c["cell"]: i for i, c in enumerate(cells)}
-    # in planned order, whatever order the cells finished in
-    rows = sorted((r for r in store.read() if r["cell"] in wanted), key=lambda r: wanted[r["cell"]])
+    t0 = time.time()
+    cells = plan_cells(cfg)
+    rows, n_run, _ = run_planned(cfg, cells, run_cell, COLUMNS, "diffusion_sweep")
+    out = Path(cfg.out)
     summary = summarize(rows, cfg)
     from labs.diffusion_plotting import plot_error_vs_calls, plot_samples_2d
 
@@ -714,7 +700,7 @@ def run_sweep(cfg: DiffusionSweepConfig) -> dict:
     if "ring" in cfg.targets:
         plot_samples_2d(figure_samples(cfg), cfg, out / "samples_2d.png")
     elapsed = time.time() - t0
-    summary["settings"] = dict(cfg.to_dict(), cells=len(cells), cells_run_now=len(todo), strided_nfe=strided_grid(cfg),
+    summary["settings"] = dict(cfg.to_dict(), cells=len(cells), cells_run_now=n_run, strided_nfe=strided_grid(cfg),
                                headline_Ks=_headline_Ks(cfg), torch=torch.__version__,
                                schedule_config=json.loads(plan_cells_schedule(cfg)))
     summary["elapsed_s"] = elapsed

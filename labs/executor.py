@@ -38,7 +38,7 @@ import sys
 import uuid
 from typing import Callable, Iterable, Optional
 
-__all__ = ["EXECUTORS", "check_executor", "run_cells"]
+__all__ = ["EXECUTORS", "check_executor", "run_cells", "run_planned"]
 
 EXECUTORS = ("local", "dask")
 
@@ -94,6 +94,42 @@ def run_cells(cells: Iterable[dict], run_cell: Callable[[dict, dict], list], sto
         return 0
     return _run_dask(cells, run_cell, store, address=address, workers=workers,
                      gpu=str(device).startswith("cuda"), progress=progress, desc=desc, retries=retries)
+
+
+def run_planned(cfg, cells: list, run_cell: Callable[[dict, dict], list], columns: list, desc: str):
+    """A lab's driver loop: the planned ``cells`` into ``cfg.out/results.csv``, then every row of them.
+
+    ``cfg`` is a lab's settings (``out``, ``resume``, ``device``, ``progress``, ``executor``,
+    ``address``, ``workers`` and ``save(path)``).  Without ``resume`` the results file starts
+    empty; with it, finished cells are skipped.  The settings are saved to ``settings.json``.
+    Returns ``(rows, cells_run_now, seconds)``, the rows in planned order, whatever order the
+    cells finished in (so fits and bootstraps see the same sequence as a serial run).
+    """
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from labs.store import ResultStore
+
+    if str(cfg.device).startswith("cuda") and cfg.address is None and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "results.csv", columns)
+    if not cfg.resume:
+        store.reset()
+    done = store.done_cells()
+    todo = [c for c in cells if c["cell"] not in done]
+    cfg.save(out / "settings.json")
+    t0 = time.time()
+    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    run_cells(todo, run_cell, store, executor=cfg.executor, address=cfg.address, workers=cfg.workers,
+              device=cfg.device, progress=show, desc=desc)
+    elapsed = time.time() - t0
+    order = {c["cell"]: i for i, c in enumerate(cells)}
+    rows = sorted((r for r in store.read() if r["cell"] in order), key=lambda r: order[r["cell"]])
+    return rows, len(todo), elapsed
 
 
 # ------------------------------------------------------------------------------------------------

@@ -50,7 +50,6 @@ import argparse
 import json
 import math
 import sys
-import time
 import warnings
 import zlib
 from pathlib import Path
@@ -64,7 +63,7 @@ from labs.measures import (EXACT_METRICS, METRIC_NAMES, check_metric, default_me
                            measure_samples, noise_floor_samples)
 from labs import cli
 from labs.cli import LabParser, add_run_flags, csv_list, json_default, scalar
-from labs.store import ResultStore, cell_key
+from labs.store import cell_key
 
 __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "plan_cells",
            "schedule_for_budget", "summarize"]
@@ -503,33 +502,17 @@ def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file
 
 def run_sweep(cfg: SweepConfig) -> dict:
     cfg.validate()
-    if cfg.device.startswith("cuda") and cfg.address is None and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
     if cfg.quick and cfg.chains == SweepConfig.chains:
         cfg.chains = QUICK["chains"]
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultStore(out / "results.csv", COLUMNS)
-    cells = plan_cells(cfg)
-    if not cfg.resume:
-        store.reset()
-    done = store.done_cells()
-    todo = [c for c in cells if c["cell"] not in done]
-    cfg.save(out / "settings.json")
-    t0 = time.time()
-    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    from labs.executor import run_cells
+    from labs.executor import run_planned
 
-    run_cells(todo, run_cell, store, executor=cfg.executor, address=cfg.address, workers=cfg.workers,
-              device=cfg.device, progress=show, desc=f"rate_sweep[{cfg.study}]")
-    elapsed = time.time() - t0
-    wanted = {c["cell"]: i for i, c in enumerate(cells)}
-    # in planned order, whatever order the cells finished in (the fits' bootstrap depends on it)
-    rows = sorted((r for r in store.read() if r["cell"] in wanted), key=lambda r: wanted[r["cell"]])
+    cells = plan_cells(cfg)
+    rows, n_run, elapsed = run_planned(cfg, cells, run_cell, COLUMNS, f"rate_sweep[{cfg.study}]")
+    out = Path(cfg.out)
     summary = summarize(rows, cfg)
     summary["settings"] = cfg.to_dict()
     summary["settings"]["cells"] = len(cells)
-    summary["settings"]["cells_run_now"] = len(todo)
+    summary["settings"]["cells_run_now"] = n_run
     summary["settings"]["torch"] = torch.__version__
     summary["elapsed_s"] = elapsed
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
