@@ -92,8 +92,8 @@ def _torch():
     return torch
 
 
-def build(target_kind: str, dim: int, chains: int):
-    """The target, its step size and the shared start (float64, CPU)."""
+def build(target_kind: str, dim: int, chains: int, device: str = "cpu"):
+    """The target, its step size and the shared start (float64, on ``device``; drawn on the CPU)."""
     torch = _torch()
     from targets import Gaussian
 
@@ -104,6 +104,8 @@ def build(target_kind: str, dim: int, chains: int):
     eta = 0.5 / target.smoothness
     gen = torch.Generator().manual_seed(1234)
     x0 = torch.randn((chains, dim), generator=gen, dtype=torch.float64)
+    if device != "cpu":
+        target, x0 = target.to(device=device), x0.to(device)
     return target, eta, x0
 
 
@@ -152,11 +154,11 @@ def minimal_lmc(target, x0, n_steps: int, eta: float, seed: int):
     torch = _torch()
     A, m = target.precision, target.mean
     c = math.sqrt(2.0 * eta)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=x0.device).manual_seed(seed)
     x = x0.clone()
     for _ in range(n_steps):
-        x = x - eta * (x - m) @ A + c * torch.randn(x.shape, generator=gen, dtype=x.dtype)
-    return x, torch.full((x.shape[0],), n_steps, dtype=torch.int64)
+        x = x - eta * (x - m) @ A + c * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+    return x, torch.full((x.shape[0],), n_steps, dtype=torch.int64, device=x.device)
 
 
 _DIFFUSION_CACHE = {}
@@ -183,13 +185,15 @@ def run_config(cfg: dict, target, x0, n_steps: int, eta: float, seed: int):
         return minimal_lmc(target, x0, n_steps, eta, seed)
     if cfg["kind"] == "diffusion":
         model, schedule = _diffusion_setup(x0.shape[1])
-        gen = samplers.make_generator(seed, "cpu", cfg["noise"])
+        if model.device != x0.device:
+            model = model.to(device=x0.device)
+        gen = samplers.make_generator(seed, x0.device, cfg["noise"])
         kw = dict(K=cfg["K"]) if cfg["K"] is not None else dict(steps=n_steps)
         out = samplers.diffusion.sample(cfg["method"], model.eps_hat, x0, schedule, generator=gen, **kw)
         return out.x, out.nfe
     kw = {"K": cfg["K"]} if cfg["K"] is not None else {}
     out = samplers.sample(cfg["method"], target, x0.shape[0], n_steps, eta, x0=x0, seed=seed,
-                          noise=cfg["noise"], **kw)
+                          noise=cfg["noise"], device=x0.device, **kw)
     return out.x, out.grad_evals
 
 
@@ -439,6 +443,8 @@ def main(argv=None):
     p.add_argument("--profile", metavar="CONFIG", default=None,
                    help="print torch.profiler's operator table for one configuration and exit")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the torch samplers run "
+                   "(on cuda, BlackJAX and the peak-RSS tables are skipped: they measure the CPU)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads for the timed runs (default: torch's default)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
@@ -479,7 +485,14 @@ def main(argv=None):
         names = list(all_configs)
     configs = {n: all_configs[n] for n in names}
 
-    target, eta, x0 = build(args.target, args.dim, args.chains)
+    if args.device != "cpu":
+        if not args.device.startswith("cuda"):
+            p.error(f"--device: unknown device {args.device!r}; known: cpu, cuda, cuda:N")
+        if not torch.cuda.is_available():
+            p.error(f"--device {args.device!r} requested but CUDA is not available")
+        args.no_blackjax, args.no_memory = True, True
+    sync = (lambda: torch.cuda.synchronize(args.device)) if args.device != "cpu" else (lambda: None)
+    target, eta, x0 = build(args.target, args.dim, args.chains, args.device)
     if args.profile is not None:
         known = make_configs(("exact", "fast"))
         if args.profile not in known:
@@ -504,6 +517,7 @@ def main(argv=None):
     # warm-up: one short run of each (first-call costs are not throughput)
     for name, cfg in configs.items():
         run_config(cfg, target, x0[: min(64, args.chains)], 2, eta, seed=0)
+    sync()
 
     times = {name: [] for name in names}
     evals = {}
@@ -513,6 +527,7 @@ def main(argv=None):
                 n_steps = steps_for(cfg, args.steps)
                 t0 = time.perf_counter()
                 x, g = run_config(cfg, target, x0, n_steps, eta, seed=r + 1)
+                sync()
                 times[name].append(time.perf_counter() - t0)
                 if not torch.isfinite(x).all():
                     raise RuntimeError(f"{name}: non-finite states")
@@ -578,7 +593,7 @@ def main(argv=None):
         "settings": {"chains": args.chains, "dim": args.dim, "steps": args.steps, "repeats": args.repeats,
                      "target": (f"Gaussian.rotated({args.dim}, kappa=10, seed=0)" if args.target == "rotated"
                                 else f"Gaussian.isotropic({args.dim})"),
-                     "step_size": eta, "dtype": "float64", "device": "cpu", "quick": args.quick,
+                     "step_size": eta, "dtype": "float64", "device": args.device, "quick": args.quick,
                      "noise_modes": modes, "memory_steps": args.memory_steps,
                      "memory_repeats": args.memory_repeats},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),

@@ -64,7 +64,8 @@ def test_bench_samplers_rejects_bad_arguments(tmp_path):
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     script = str(ROOT / "benchmarks" / "bench_samplers.py")
     for bad, needle in ((["--noise", "exactish"], "exactish"), (["--only", "lmcx"], "lmcx"),
-                        (["--threads", "0"], "--threads"), (["--profile", "nope"], "nope")):
+                        (["--threads", "0"], "--threads"), (["--profile", "nope"], "nope"),
+                        (["--device", "tpu"], "tpu")):
         res = subprocess.run([sys.executable, script, "--quick", "--no-memory", "--no-blackjax",
                               "--out", str(tmp_path / "x.json"), *bad],
                              capture_output=True, text=True, cwd=str(ROOT), env=env, timeout=120)
