@@ -5,6 +5,7 @@ One command::
     python benchmarks/bench_samplers.py              # d = 100, 10^4 chains, 200 steps, 5 repeats
     python benchmarks/bench_samplers.py --quick      # seconds; a smoke test
     python benchmarks/bench_samplers.py --profile plmc_K1000000_fast   # where one config's time goes
+    python benchmarks/bench_samplers.py --device cuda --chains 1000000 --no-memory   # on a GPU
 
 What is measured
     chain-steps per second (``n_chains * n_steps / wall time`` of one ``samplers.sample`` call,
