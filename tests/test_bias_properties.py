@@ -19,7 +19,8 @@ What is checked, on the real samplers (``samplers.sample``) and the exact moment
    second-order term that does not grow with ``K``, and falls as ``K`` grows;
 4. equivariance: rotating and translating the target and the start together rotates and
    translates the law (exact laws, the samplers in law, and translations path by path);
-5. ``K = 1`` identities, evaluation counts, seed reproducibility, finite output for valid input.
+5. ``K = 1`` identities, evaluation counts, seed reproducibility, finite output for valid input;
+6. the underdamped samplers' exact (position, velocity) recursions agree with Monte Carlo.
 
 Statistical tolerances: each Monte Carlo comparison is a z-test whose standard error is
 estimated from the samples themselves; with ``m`` comparisons in one example the threshold is
@@ -216,6 +217,31 @@ def test_exact_moment_recursions_agree_with_monte_carlo(target, K, K_ref, frac, 
         assert not out.diverged.any()
         assert_moments_match(to_np(out.x), law.means[-1], law.covs[-1],
                              f"{method} K={k} frac={frac:.3g} steps={n_steps} start={start} d={d}")
+
+
+@randomized
+@given(target=gaussian_targets(max_dim=3), K=st.one_of(st.integers(1, 32), st.sampled_from([1000, 10**6])),
+       K_ref=st.integers(1, 8), frac=st.floats(0.05, 0.9), friction=st.floats(0.5, 4.0),
+       n_steps=st.integers(1, 5), seed=seeds)
+def test_underdamped_exact_recursions_agree_with_monte_carlo(target, K, K_ref, frac, friction, n_steps, seed):
+    """The (position, velocity) law of ULMC, RULMC, PULMC (``K`` up to 1e6) and the K-loop PULMC
+    after 1..5 steps from the default start (x ~ N(0, I), v ~ N(0, I)): the joint mean and
+    covariance of the 2d-vector ``(x, v)`` equal ``exact_law``'s within Bonferroni z-tests
+    (20 000 chains).  Steps ``eta = frac / L`` with ``friction >= 0.5`` stay inside the
+    stable range of the frozen-gradient integrator (it needs ``friction`` above about ``L eta / 2``)."""
+    d, n = target.dim, 20_000
+    eta = frac / precision_spectrum(target).max()
+    for i, (method, k) in enumerate((("ulmc", None), ("rulmc", None), ("pulmc", K), ("pulmc_ref", K_ref))):
+        kw = {"K": k} if k is not None else {}
+        out = samplers.sample(method, target, n, n_steps, eta, seed=seed + 1 + i, friction=friction, **kw)
+        law = exact_law(method, target, n_steps, eta, K=k, friction=friction)
+        assert not out.diverged.any()
+        joint = np.concatenate([to_np(out.x), to_np(out.v)], axis=1)
+        mean = np.concatenate([law.means[-1], law.v_means[-1]])
+        c = law.cross_covs[-1]
+        cov = np.block([[law.covs[-1], c], [c.T, law.v_covs[-1]]])
+        assert_moments_match(joint, mean, cov,
+                             f"{method} K={k} frac={frac:.3g} friction={friction:.3g} steps={n_steps} d={d}")
 
 
 @randomized
