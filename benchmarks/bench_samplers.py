@@ -110,7 +110,7 @@ def build(target_kind: str, dim: int, chains: int, device: str = "cpu"):
     return target, eta, x0
 
 
-def make_configs(noise_modes=("exact", "fast")) -> dict:
+def make_configs(noise_modes=("exact", "fast", "vector")) -> dict:
     """name -> dict(kind, method, K, noise, steps_factor, description), from what the package has.
 
     ``kind``: ``"minimal"``, ``"sampler"`` (``samplers.sample``) or ``"diffusion"``.  The O(K)
@@ -233,7 +233,7 @@ def memory_child(args) -> None:
 
     before = max_rss_mb()
     if args.memory_child != "baseline":
-        cfg = make_configs(("exact", "fast"))[args.memory_child]
+        cfg = make_configs(("exact", "fast", "vector"))[args.memory_child]
         if cfg["kind"] == "diffusion":
             _diffusion_setup(args.dim)
             before = max_rss_mb()
@@ -432,7 +432,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200, help="steps per timed run (the O(K) reference loops: steps/K)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--target", choices=["rotated", "isotropic"], default="rotated")
-    p.add_argument("--noise", default="exact,fast", help="comma-separated noise modes to time (default both)")
+    p.add_argument("--noise", default="exact,fast,vector", help="comma-separated noise modes to time (default all three)")
     p.add_argument("--only", default=None, help="comma-separated configuration names (default: all)")
     p.add_argument("--memory-steps", type=int, default=3)
     p.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per configuration")
@@ -495,7 +495,7 @@ def main(argv=None):
     sync = (lambda: torch.cuda.synchronize(args.device)) if args.device != "cpu" else (lambda: None)
     target, eta, x0 = build(args.target, args.dim, args.chains, args.device)
     if args.profile is not None:
-        known = make_configs(("exact", "fast"))
+        known = make_configs(("exact", "fast", "vector"))
         if args.profile not in known:
             p.error(f"--profile: unknown configuration {args.profile!r}; known: {', '.join(known)}")
         profile_config(args.profile, known[args.profile], target, x0, steps_for(known[args.profile], args.steps), eta)

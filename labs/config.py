@@ -40,7 +40,7 @@ class SweepConfig:
     Ks: list = field(default_factory=lambda: [2, 4, 16, 64])          # theorem study
     device: str = "cpu"
     dtype: str = "float64"
-    noise: str = "exact"                 # samplers' Gaussian noise: "exact" or "fast" (samplers.noise)
+    noise: str = "exact"                 # samplers' Gaussian noise: "exact", "vector" or "fast" (samplers.noise)
     out: str = "results/rate_sweep"
     resume: bool = False
     quick: bool = False

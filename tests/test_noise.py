@@ -1,4 +1,4 @@
-"""Tests of the noise modes (``samplers.noise``): the ``"fast"`` path's law against the exact normal,
+"""Tests of the noise modes (``samplers.noise``): the ``"fast"`` and ``"vector"`` paths' laws against the normal,
 at the resolution of the draws and of the lab's metrics, and how the mode reaches every sampler.
 
 Statistical checks have a fixed seed and a tolerance of ``Z = 5`` standard errors (binomial SEs
@@ -121,15 +121,16 @@ def test_moments_up_to_fourth_match_the_normal_within_se(draw_stats, mode):
 def test_ks_against_the_normal_and_between_modes(draw_stats, mode):
     x = draw_stats[mode]["sample"]
     assert stats.kstest(x, stats.norm.cdf).pvalue > ALPHA
-    if mode == "fast":
+    if mode != "exact":
         assert stats.ks_2samp(x, draw_stats["exact"]["sample"]).pvalue > ALPHA
 
 
 # ----------------------------------------------------------------------------------------------
 # the lab's metrics see no difference
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["fast", "vector"])
 @pytest.mark.parametrize("method,K", [("lmc", None), ("plmc", 4), ("rlmc", None), ("ulmc", None)])
-def test_fast_noise_runs_match_the_exact_law_moments_within_se(method, K):
+def test_fast_noise_runs_match_the_exact_law_moments_within_se(method, K, mode):
     """Mean and covariance of fast-noise chains on a rotated Gaussian against the exact recursion
     (what the lab's exact-law metrics compute) within Z empirical SE."""
     if method not in METHODS:
@@ -137,7 +138,7 @@ def test_fast_noise_runs_match_the_exact_law_moments_within_se(method, K):
     target = Gaussian.rotated(3, kappa=5.0, seed=3)
     eta, n, steps = 0.2, 40000, 15
     kw = {"K": K} if K is not None else {}
-    out = sample(method, target, n, steps, eta, seed=11, noise="fast", **kw)
+    out = sample(method, target, n, steps, eta, seed=11, noise=mode, **kw)
     law = exact_law(method, target, steps, eta, K)
     x = out.x.numpy()
     mean, cov = law.means[-1], law.covs[-1]
@@ -160,12 +161,14 @@ def test_sample_based_metrics_agree_between_noise_modes_within_their_se(metric):
         kw = {"K": K} if K is not None else {}
         vals = {}
         for mode in N.NOISE_MODES:
-            out = sample(method, target, 4000, 40, 0.05, seed=5 if mode == "exact" else 6, noise=mode, **kw)
+            out = sample(method, target, 4000, 40, 0.05, seed={"exact": 5, "fast": 6}.get(mode, 7), noise=mode, **kw)
             vals[mode] = measure_samples(metric, out.x, target, seed=0)
-        a, b = vals["exact"], vals["fast"]
-        se = math.hypot(a["se"], b["se"])
-        assert se > 0
-        assert abs(a["value"] - b["value"]) < Z * se, f"{method} {metric}: exact {a}, fast {b}"
+        a = vals["exact"]
+        for mode in ("fast", "vector"):
+            b = vals[mode]
+            se = math.hypot(a["se"], b["se"])
+            assert se > 0
+            assert abs(a["value"] - b["value"]) < Z * se, f"{method} {metric}: exact {a}, {mode} {b}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,13 +230,14 @@ def test_fast_runs_repeat_bit_for_bit_and_differ_from_exact_runs(method):
     assert not torch.equal(a.x, c.x)
 
 
+@pytest.mark.parametrize("mode", ["fast", "vector"])
 @pytest.mark.parametrize("ref", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_plmc_with_K1_equals_lmc_bit_for_bit_in_fast_mode(ref, dtype):
+def test_plmc_with_K1_equals_lmc_bit_for_bit_in_fast_mode(ref, dtype, mode):
     target = Gaussian.rotated(5, kappa=4.0, seed=2)
     for eta in (0.01, 0.137, 0.3):
-        ref_out = sample("lmc", target, 40, 12, eta, seed=3, noise="fast", dtype=dtype)
-        out = sample("plmc_ref" if ref else "plmc", target, 40, 12, eta, K=1, seed=3, noise="fast", dtype=dtype)
+        ref_out = sample("lmc", target, 40, 12, eta, seed=3, noise=mode, dtype=dtype)
+        out = sample("plmc_ref" if ref else "plmc", target, 40, 12, eta, K=1, seed=3, noise=mode, dtype=dtype)
         assert torch.equal(out.x, ref_out.x), eta
 
 
@@ -291,3 +295,21 @@ def test_nonfinite_rows_is_isfinite_all_including_huge_finite_rows():
     v = torch.randn(10, 2, 3, generator=gen)
     v[4, 1, 2] = float("nan")
     assert nonfinite_rows(v).nonzero().flatten().tolist() == [4]
+
+
+def test_vector_mode_is_box_muller_on_float64_uniforms():
+    """The "vector" draws are exactly R cos(2 pi U2), R sin(2 pi U2) from the generator's float64
+    uniforms (an independent reimplementation with numpy), any shape, odd sizes included."""
+    for shape in [(5,), (4, 3), (7, 1, 2)]:
+        z = gaussian(make_generator(9, "cpu", "vector"), shape, dtype=F64, device="cpu")
+        n = math.prod(shape)
+        half = (n + 1) // 2
+        u = torch.rand((2, half), generator=make_generator(9, "cpu", "exact"), dtype=F64).numpy()
+        r = np.sqrt(-2.0 * np.log1p(-u[0]))
+        expect = np.concatenate([r * np.cos(2 * np.pi * u[1]), r * np.sin(2 * np.pi * u[1])])[:n]
+        assert z.shape == shape
+        np.testing.assert_allclose(z.reshape(-1).numpy(), expect, rtol=1e-12, atol=1e-12)
+    # float32 states: the plain torch.randn path, as in "exact"
+    a = gaussian(make_generator(9, "cpu", "vector"), (6,), dtype=torch.float32, device="cpu")
+    b = gaussian(make_generator(9, "cpu", "exact"), (6,), dtype=torch.float32, device="cpu")
+    assert torch.equal(a, b)
