@@ -247,14 +247,21 @@ def ddpm(model, x, schedule, *, steps=None, timesteps=None, spacing="uniform", v
     _check_inputs(model, x, schedule)
     variance = _check_variance(variance)
     ts = _resolve_timesteps(schedule, schedule.T if steps is None and timesteps is None else steps, timesteps, spacing)
+    update = lambda x, eps, t, s: ddpm_update(x, eps, schedule, t, s, variance, generator)  # noqa: E731
+    return _one_call_per_step("ddpm", model, x, ts, update, callback, disable, dict(variance=variance))
+
+
+def _one_call_per_step(name, model, x, ts, update, callback, disable, settings) -> DiffusionResult:
+    """The loop of the one-call samplers (DDPM, DDIM): ``x <- update(x, eps_hat(x, t), t, s)``
+    over consecutive timesteps ``t > s`` of ``ts``, counting calls and calling ``callback``."""
     calls = _Calls(model, x)
-    for i in trange(len(ts) - 1, disable=disable, desc="ddpm"):
+    for i in trange(len(ts) - 1, disable=disable, desc=name):
         t, s = ts[i], ts[i + 1]
         eps = calls(x, t)
-        x = ddpm_update(x, eps, schedule, t, s, variance, generator)
+        x = update(x, eps, t, s)
         if callback is not None:
             callback({"x": x, "i": i, "t": t, "s": s, "eps": eps})
-    return _finish("ddpm", x, calls.nfe, dict(steps=len(ts) - 1, variance=variance, timesteps=ts))
+    return _finish(name, x, calls.nfe, dict(steps=len(ts) - 1, **settings, timesteps=ts))
 
 
 def ddim(model, x, schedule, *, steps=None, timesteps=None, spacing="uniform", eta=0.0, generator=None,
@@ -265,14 +272,8 @@ def ddim(model, x, schedule, *, steps=None, timesteps=None, spacing="uniform", e
         raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
     eta = float(eta)
     ts = _resolve_timesteps(schedule, steps, timesteps, spacing)
-    calls = _Calls(model, x)
-    for i in trange(len(ts) - 1, disable=disable, desc="ddim"):
-        t, s = ts[i], ts[i + 1]
-        eps = calls(x, t)
-        x = ddim_update(x, eps, schedule, t, s, eta, generator)
-        if callback is not None:
-            callback({"x": x, "i": i, "t": t, "s": s, "eps": eps})
-    return _finish("ddim", x, calls.nfe, dict(steps=len(ts) - 1, eta=eta, timesteps=ts))
+    update = lambda x, eps, t, s: ddim_update(x, eps, schedule, t, s, eta, generator)  # noqa: E731
+    return _one_call_per_step("ddim", model, x, ts, update, callback, disable, dict(eta=eta))
 
 
 def dpm_solver_pp(model, x, schedule, *, steps=None, timesteps=None, spacing="uniform", order=2,
