@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["LabParser", "csv_list", "scalar", "add_run_flags", "add_executor_flags", "load_settings_file", "config_from_args",
-           "run_main", "json_default"]
+           "run_main", "check_run_settings", "json_default"]
 
 
 class LabParser(argparse.ArgumentParser):
@@ -134,6 +134,18 @@ def run_main(name: str, make_config, run) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def check_run_settings(cfg) -> None:
+    """The settings every lab shares, checked alike: ``dtype``, ``device`` and the executor's
+    (``executor``, ``address``, ``workers``); a ``ValueError`` names the bad value."""
+    if cfg.dtype not in ("float64", "float32"):
+        raise ValueError(f"unknown dtype {cfg.dtype!r}; known: float64, float32")
+    if cfg.device not in ("cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
+        raise ValueError(f"unknown device {cfg.device!r}; known: cpu, cuda, cuda:N")
+    from labs.executor import check_executor
+
+    check_executor(cfg.executor, cfg.address, cfg.workers, cfg.device)
 
 
 def json_default(o):

@@ -88,13 +88,9 @@ class SweepConfig:
             raise ValueError(f"unknown K schedule {self.k_schedule!r}; known: {', '.join(K_SCHEDULES)}")
         if self.start not in ("target", "standard"):
             raise ValueError(f"unknown start {self.start!r}; known: target, standard")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"unknown dtype {self.dtype!r}; known: float64, float32")
         from samplers.noise import check_noise
 
         check_noise(self.noise)
-        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"unknown device {self.device!r}; known: cpu, cuda")
         for d in self.dims:
             if isinstance(d, bool) or not isinstance(d, int) or d < 1:
                 raise ValueError(f"dimension must be a positive integer, got {d!r}")
@@ -106,9 +102,9 @@ class SweepConfig:
         if self.step_sizes is not None:
             for h in self.step_sizes:
                 _positive(h, "step size")
-        from labs.executor import check_executor
+        from labs.cli import check_run_settings
 
-        check_executor(self.executor, self.address, self.workers, self.device)
+        check_run_settings(self)
         return self
 
     def to_dict(self) -> dict:

@@ -163,13 +163,7 @@ class DiffusionSweepConfig:
         for m in self.metrics:
             if m not in METRICS:
                 raise ValueError(f"unknown metric {m!r}; known: {', '.join(METRICS)}")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"unknown dtype {self.dtype!r}; known: float64, float32")
-        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"unknown device {self.device!r}; known: cpu, cuda, cuda:N")
-        from labs.executor import check_executor
-
-        check_executor(self.executor, self.address, self.workers, self.device)
+        cli.check_run_settings(self)
         return self
 
     def to_dict(self) -> dict:
