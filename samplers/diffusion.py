@@ -59,7 +59,7 @@ import torch
 from tqdm import trange
 
 from . import poisson
-from ._common import check_positive_int, gaussian
+from ._common import check_positive_int, gaussian, nonfinite_rows
 
 __all__ = ["DiffusionResult", "DDPMScheme", "strided_timesteps", "ddpm", "ddim", "dpm_solver_pp", "pm_ddpm",
            "ddpm_update", "ddim_update",
@@ -202,7 +202,7 @@ class _Calls:
 
 
 def _finish(name, x, nfe, settings) -> DiffusionResult:
-    diverged = ~torch.isfinite(x).all(dim=-1)
+    diverged = nonfinite_rows(x)
     n_div = int(diverged.sum())
     if n_div:
         warnings.warn(f"{name}: {n_div} of {x.shape[0]} samples are not finite; they are flagged in "
