@@ -126,10 +126,10 @@ class OverdampedScheme(LinearScheme):
         self.h = self.eta / self.K
         self.correction_factor = -self.eta
 
-    def end_mean_counted(self, x, g0, counts):
+    def end_mean_counted(self, x, g0, counts, out=None):
         # X - eta g0 + eta N g0 = X + eta (N - 1) g0: the end mean with the N selections' "- g0"
-        # of the correction folded in (one pass).
-        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0)
+        # of the correction folded in (one pass; ``out`` may be ``g0`` itself).
+        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0, out=out)
 
     def evaluate(self, y, i):
         return self.target.grad_potential(y)
@@ -147,8 +147,11 @@ class OverdampedScheme(LinearScheme):
         z = self._randn(x_end.shape[0], generator, x_end.device)
         return x_end.add_(z, alpha=math.sqrt(2.0 * self.h))
 
-    def frozen_mean(self, x, g0, i):
-        return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
+    def frozen_mean(self, x, g0, i, out=None):
+        # with ``out``: ``out + frozen mean`` in place (the interpolant from its noise), two passes
+        if out is None:
+            return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
+        return out.addcmul_(g0, (i.to(x.dtype) * -self.h).unsqueeze(-1)).add_(x)
 
     def _std(self, i, j):
         # sqrt(2h) (S_j - S_i) ~ N(0, 2h (j - i) I), independent of everything up to i.
@@ -156,17 +159,18 @@ class OverdampedScheme(LinearScheme):
         # 1 ulp off in float64), so that K = 1 (j - i = 1, torch.sqrt(1) = 1) is LMC bit for bit.
         return math.sqrt(2.0 * self.h) * torch.sqrt((j - i).to(self.target.dtype)).unsqueeze(-1)
 
-    def _randn(self, n, generator, device):
-        return gaussian(generator, (n, self.target.dim), dtype=self.target.dtype, device=device)
+    def _randn(self, n, generator, device, promote=True):
+        return gaussian(generator, (n, self.target.dim), dtype=self.target.dtype, device=device, promote=promote)
 
     def fresh_noise(self, i, j, generator):
-        return self._randn(j.shape[0], generator, j.device).mul_(self._std(i, j))
+        # one pass from the draws (float32 in the "fast" mode, cast on the fly) to the scaled noise
+        return torch.mul(self._randn(j.shape[0], generator, j.device, promote=False), self._std(i, j))
 
     def propagate(self, noise, i, j):
         return noise
 
     def add_fresh_noise_(self, x, i, j, generator):
-        return x.addcmul_(self._randn(j.shape[0], generator, j.device), self._std(i, j))
+        return x.addcmul_(self._randn(j.shape[0], generator, j.device, promote=False), self._std(i, j))
 
     def add_correction(self, x_end, rows, delta, i):
         x_end.index_add_(0, rows, delta, alpha=-self.eta)
@@ -284,20 +288,26 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
         x_end = scheme.end_mean(x, g0)
         pos_last = torch.zeros_like(evals)
     else:
-        pos = positions[chain, rank]
-        prev = torch.where(rank > 0, positions[chain, (rank - 1).clamp(min=0)], 0)
+        pos = positions[valid]  # row-major: the same order as (chain, rank)
+        # the previous selection of the same chain (0 for a chain's first)
+        prev = torch.nn.functional.pad(positions[:, :-1], (1, 0))[valid]
         # The interpolant's noise at each selected index: fresh part since the previous selection
         # of the same chain, plus that selection's noise carried forward (rank by rank).
         noise = scheme.fresh_noise(prev, pos, generator)
-        # the last selection of each chain (0: none), without a host sync
-        last = (counts.cumsum(0) - 1).clamp_(min=0)
-        pos_last = torch.where(counts > 0, pos[last], 0)
+        # the last selection of each chain (0: none; rows are increasing), without a host sync
+        pos_last = positions.masked_fill(~valid, 0).amax(1)
         if additive:
-            x_end = scheme.end_mean_counted(x, g0, counts)
-            x_end.index_add_(0, chain, noise)  # Phi = I: the noise at K is the sum of the increments
-            _carry_noise_forward_(noise, rank, prev, pos, scheme)
-            y = scheme.frozen_mean(x.index_select(0, chain), g0.index_select(0, chain), pos).add_(noise)
-            x_end.index_add_(0, chain, scheme.evaluate(y, pos), alpha=scheme.correction_factor)
+            # Phi = I: the noise at K is the sum of the increments, so each pair contributes
+            # c g(Y_p) + (its noise increment) to its chain, in one scatter.
+            cumulative = noise.clone()
+            _carry_noise_forward_(cumulative, rank, prev, pos, scheme)
+            y = scheme.frozen_mean(x.index_select(0, chain), g0.index_select(0, chain), pos, out=cumulative)
+            g_y = scheme.evaluate(y, pos)
+            del y
+            contribution = torch.add(noise, g_y, alpha=scheme.correction_factor, out=g_y)
+            del noise
+            x_end = scheme.end_mean_counted(x, g0, counts, out=g0)  # g0 is not needed any more
+            x_end.index_add_(0, chain, contribution)
         else:
             x_end = scheme.end_mean(x, g0)
             _carry_noise_forward_(noise, rank, prev, pos, scheme)
@@ -306,7 +316,8 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
             delta = scheme.evaluate(y, pos).sub_(g0c)
             scheme.add_correction(x_end, chain, delta, pos)
             has = (counts > 0).nonzero().squeeze(-1)
-            x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last[has]), pos_last[has],
+            last = counts.cumsum(0).index_select(0, has) - 1  # each such chain's last pair
+            x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last), pos_last[has],
                                                      torch.full_like(has, K)))
     scheme.add_fresh_noise_(x_end, pos_last, torch.full_like(pos_last, K), generator)
     return x_end, evals
