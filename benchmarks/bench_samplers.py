@@ -25,7 +25,11 @@ What is measured
       with one PRNG key per chain and step, ``jax.lax.scan`` over the steps, all under ``jax.jit``,
       float64 (``jax_enable_x64``), same target, step size, start and sizes.  It runs in a worker
       process that compiles once and then times one scan per repeat when asked, so its repeats
-      are interleaved with the torch ones.
+      are interleaved with the torch ones;
+    * LMC and PLMC (``K = 10^6``) in each noise mode, also in a worker process with glibc's default
+      malloc settings (``LAB_MALLOC=system``; this process runs with the tuned allocator of
+      :mod:`samplers.allocator`), timed between the same repeats: the allocator's speed-up
+      (``--no-allocator`` skips it).
 
     Each configuration is timed ``--repeats`` times, round-robin over the configurations (a
     slow patch of a shared machine hits all of them alike); the table gives the median and the
@@ -44,8 +48,9 @@ What is measured
     peak RSS (``VmHWM`` on Linux, see :func:`max_rss_mb`) minus that of a baseline subprocess
     that only imported the packages and built the target and x0, also in units of one
     ``[chains, dim]`` float64 state (``8 chains dim`` bytes).  The children run with glibc's
-    ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the RSS (see
-    :func:`measure_memory`).  A second table runs LMC and PLMC (``K = 10^6``) over several
+    ``MALLOC_MMAP_THRESHOLD_=65536`` and ``LAB_MALLOC=system`` so that freed tensors leave the RSS
+    (see :func:`measure_memory`); LMC and PLMC are measured again with the tuned allocator that
+    ``import samplers`` sets by default (:mod:`samplers.allocator`), whose peak should be the same.  A second table runs LMC and PLMC (``K = 10^6``) over several
     ``chains x dim`` sizes: peak memory per state should be flat (linear in ``chains x dim``),
     and flat in ``K``.
 
@@ -80,6 +85,7 @@ QUICK_NAMES = ["minimal_loop", "lmc", "plmc_K10", "plmc_K1000000", "plmc_ref_K10
                "lmc_fast", "plmc_K1000000_fast"]
 MEMORY_SIZES = [(2500, 100), (10000, 100), (40000, 100), (10000, 25), (10000, 400)]
 QUICK_MEMORY_SIZES = [(200, 5), (800, 5)]
+ALLOCATOR_METHODS = ("lmc", "plmc")  # also timed with glibc's default malloc (LAB_MALLOC=system)
 MEMORY_SCALING_CONFIGS = ["lmc", "plmc_K1000000"]
 
 
@@ -241,7 +247,7 @@ def memory_child(args) -> None:
     print(json.dumps({"peak_mb": max_rss_mb(), "before_mb": before}))
 
 
-def measure_memory(name: str, args, chains=None, dim=None) -> dict:
+def measure_memory(name: str, args, chains=None, dim=None, malloc: str = "system") -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", name,
            *(["--threads", str(args.threads)] if args.threads is not None else []),
            "--target", args.target, "--dim", str(dim or args.dim), "--chains", str(chains or args.chains),
@@ -251,8 +257,11 @@ def measure_memory(name: str, args, chains=None, dim=None) -> dict:
     # glibc raises its mmap threshold after large frees, so freed tensors then stay in the heap and
     # the peak RSS jumps by tens of MiB from run to run.  A fixed threshold (which also turns the
     # adjustment off) maps every tensor over 64 KiB and unmaps it when freed: RSS follows the
-    # live tensors and the peak repeats to within ~1 MiB.
+    # live tensors and the peak repeats to within ~1 MiB.  That needs glibc's own settings
+    # (``malloc="system"``: LAB_MALLOC=system, see samplers.allocator); ``"tuned"`` measures the
+    # peak with the setting users get by default (freed blocks kept for reuse).
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+    env["LAB_MALLOC"] = malloc
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=600)
     if res.returncode != 0:
         raise RuntimeError(f"memory child {name} failed:\n{res.stderr}")
@@ -272,6 +281,17 @@ def memory_tables(names, args) -> dict:
         med = statistics.median(peaks[name])
         per_config[name] = {"peak_mb": med, "delta_mb": med - base, "delta_states": (med - base) / state_mb,
                             "delta_all_mb": [v - base for v in peaks[name]]}
+    # the same peaks with the tuned allocator (freed blocks kept for reuse), for LMC and PLMC
+    tuned_names = [n for n in MEMORY_SCALING_CONFIGS if n in per_config]
+    if tuned_names:
+        tuned = {name: [] for name in ["baseline", *tuned_names]}
+        for _ in range(args.memory_repeats):
+            for name in tuned:
+                tuned[name].append(measure_memory(name, args, malloc="tuned")["peak_mb"])
+        tuned_base = statistics.median(tuned["baseline"])
+        for name in tuned_names:
+            delta = statistics.median(tuned[name]) - tuned_base
+            per_config[name].update({"tuned_malloc_delta_mb": delta, "tuned_malloc_delta_states": delta / state_mb})
     sizes = QUICK_MEMORY_SIZES if args.quick else MEMORY_SIZES
     scaling = []
     for chains, dim in sizes:
@@ -361,37 +381,36 @@ def blackjax_worker(args) -> None:
         print(json.dumps({"seconds": dt, "finite": finite, "peak_mb": max_rss_mb()}), flush=True)
 
 
-class BlackJAX:
-    """The worker process, driven line by line."""
+class Worker:
+    """A worker process (this script with a worker flag), driven line by line: it prints one JSON
+    line when ready, then one per request."""
 
-    def __init__(self, py: str, args):
+    label = "worker"
+
+    def __init__(self, py: str, flag: str, args, env_extra=None):
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        if args.threads == 1:  # XLA on one thread too, as torch
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                                " intra_op_parallelism_threads=1").strip()
-        cmd = [py, str(Path(__file__).resolve()), "--blackjax-worker", "--target", args.target,
-               "--dim", str(args.dim), "--chains", str(args.chains), "--steps", str(args.steps)]
+        env.update(env_extra or {})
+        cmd = [py, str(Path(__file__).resolve()), flag, "--target", args.target,
+               "--dim", str(args.dim), "--chains", str(args.chains), "--steps", str(args.steps),
+               *(["--threads", str(args.threads)] if args.threads is not None else [])]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env, cwd=str(ROOT))
         self.info = self._read()
-        self.times, self.peak_mb = [], None
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"BlackJAX worker died:\n{self.proc.stderr.read()}")
+            raise RuntimeError(f"{self.label} died:\n{self.proc.stderr.read()}")
         return json.loads(line)
 
-    def run(self, seed: int) -> float:
-        self.proc.stdin.write(f"run {seed}\n")
+    def request(self, *words) -> dict:
+        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
         self.proc.stdin.flush()
         r = self._read()
         if not r["finite"]:
-            raise RuntimeError("BlackJAX ULA produced non-finite states")
-        self.times.append(r["seconds"])
-        self.peak_mb = r["peak_mb"]
-        return r["seconds"]
+            raise RuntimeError(f"{self.label}: non-finite states ({' '.join(map(str, words))})")
+        return r
 
     def close(self) -> None:
         try:
@@ -400,6 +419,71 @@ class BlackJAX:
             self.proc.wait(timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+
+
+class BlackJAX(Worker):
+    """BlackJAX's ULA in its worker process (:func:`blackjax_worker`)."""
+
+    label = "BlackJAX worker"
+
+    def __init__(self, py: str, args):
+        env = {}
+        if args.threads == 1:  # XLA on one thread too, as torch
+            env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                " intra_op_parallelism_threads=1").strip()
+        super().__init__(py, "--blackjax-worker", args, env)
+        self.times, self.peak_mb = [], None
+
+    def run(self, seed: int) -> float:
+        r = self.request("run", seed)
+        self.times.append(r["seconds"])
+        self.peak_mb = r["peak_mb"]
+        return r["seconds"]
+
+
+class SystemMalloc(Worker):
+    """The torch samplers in a process with glibc's default malloc settings (``LAB_MALLOC=system``,
+    :mod:`samplers.allocator`), timed on request between the main process's repeats."""
+
+    label = "system-malloc worker"
+
+    def __init__(self, args, names):
+        super().__init__(sys.executable, "--system-malloc-worker", args, {"LAB_MALLOC": "system"})
+        if self.info.get("allocator") == "tuned":
+            raise RuntimeError("the system-malloc worker runs with the tuned allocator")
+        self.times = {name: [] for name in names}
+
+    def run(self, name: str, seed: int) -> float:
+        r = self.request("run", name, seed)
+        self.times[name].append(r["seconds"])
+        return r["seconds"]
+
+
+def system_malloc_worker(args) -> None:
+    """Worker process for :class:`SystemMalloc`: times one configuration per request."""
+    import samplers
+
+    torch = _torch()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    target, eta, x0 = build(args.target, args.dim, args.chains)
+    configs = make_configs(("exact", "fast", "vector"))
+    print(json.dumps({"ready": True, "allocator": samplers.allocator.status()}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        cfg = configs[cmd[1]]
+        if cmd[1] not in _WARM:  # first call of a configuration: warm up, as the main process does
+            run_config(cfg, target, x0[: min(64, args.chains)], 2, eta, seed=0)
+            _WARM.add(cmd[1])
+        t0 = time.perf_counter()
+        x, _ = run_config(cfg, target, x0, steps_for(cfg, args.steps), eta, seed=int(cmd[2]))
+        dt = time.perf_counter() - t0
+        print(json.dumps({"seconds": dt, "finite": bool(torch.isfinite(x).all())}), flush=True)
+
+
+_WARM = set()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -449,12 +533,18 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads for the timed runs (default: torch's default)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-allocator", action="store_true",
+                   help="skip the allocator comparison (LMC and PLMC also timed with glibc's default malloc)")
     p.add_argument("--blackjax-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--system-malloc-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.blackjax_worker:
         blackjax_worker(args)
+        return None
+    if args.system_malloc_worker:
+        system_malloc_worker(args)
         return None
     torch = _torch()
     if args.threads is not None:
@@ -514,6 +604,16 @@ def main(argv=None):
                 bj, bj_skip = None, f"BlackJAX worker failed to start: {exc}"
     if bj_skip:
         print(f"note: {bj_skip}", file=sys.stderr)
+    import samplers
+
+    alloc_names = [n for n in names if configs[n]["method"] in ALLOCATOR_METHODS and configs[n]["K"] in (None, 10**6)]
+    sysmalloc, alloc_skip = None, None
+    if args.no_allocator or args.device != "cpu":
+        alloc_skip = "skipped (--no-allocator or not on the CPU)"
+    elif samplers.allocator.status() != "tuned":
+        alloc_skip = f"skipped: this process runs with {samplers.allocator.status()}"
+    elif alloc_names:
+        sysmalloc = SystemMalloc(args, alloc_names)
 
     # warm-up: one short run of each (first-call costs are not throughput)
     for name, cfg in configs.items():
@@ -536,9 +636,13 @@ def main(argv=None):
                 evals.setdefault(name, []).append((float(g.double().mean()) - start) / n_steps)
             if bj is not None:
                 bj.run(r + 1)
+            if sysmalloc is not None:
+                for name in alloc_names:
+                    sysmalloc.run(name, r + 1)
     finally:
-        if bj is not None:
-            bj.close()
+        for worker in (bj, sysmalloc):
+            if worker is not None:
+                worker.close()
 
     memory = memory_tables(names, args) if not args.no_memory else None
     load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -557,6 +661,16 @@ def main(argv=None):
             "peak_rss_mb": mem.get("peak_mb"),
             "peak_rss_delta_all_mb": mem.get("delta_all_mb"),
         }
+    allocator = {"this_process": samplers.allocator.status(), "compared": sysmalloc is not None, "note": alloc_skip,
+                 "results": {}}
+    if sysmalloc is not None:
+        for name in alloc_names:
+            steps = steps_for(configs[name], args.steps)
+            system = summarize([args.chains * steps / t for t in sysmalloc.times[name]])
+            tuned = results[name]["chain_steps_per_s"]
+            allocator["results"][name] = {"system_chain_steps_per_s": system,
+                                          "speedup_tuned_over_system": tuned["median"] / system["median"],
+                                          "speedup_tuned_over_system_best": tuned["max"] / system["max"]}
     blackjax = {"available": bj is not None, "note": bj_skip}
     if bj is not None:
         rates = [args.chains * args.steps / t for t in bj.times]
@@ -603,6 +717,7 @@ def main(argv=None):
                         "loadavg_at_end": load_end},
         "results": results,
         "blackjax": blackjax,
+        "allocator": allocator,
         "memory": memory,
         "memory_baseline_peak_mb": memory["baseline_peak_mb"] if memory else None,
         "goals": goals,
@@ -652,6 +767,24 @@ def print_table(report) -> None:
           " medians; vs BlackJAX: chain-steps/s over BlackJAX ULA's (above 1: faster); evals/step: gradient or\n"
           " network evaluations per chain per step, MALA's start excluded; peak dRSS: peak RSS of a fresh process\n"
           " minus that of one that only built the target, and in units of one [chains, dim] float64 state)")
+    per = (report.get("memory") or {}).get("per_config", {})
+    tuned_mem = {n: m for n, m in per.items() if m.get("tuned_malloc_delta_mb") is not None}
+    if tuned_mem:
+        print("\nPeak dRSS with the tuned allocator (the default; the table above: glibc's defaults, RSS following "
+              "the live tensors):")
+        for name, m in tuned_mem.items():
+            print(f"  {name:<24} {m['tuned_malloc_delta_mb']:8.1f} MiB ({m['tuned_malloc_delta_states']:.2f} states)"
+                  f"   vs {m['delta_mb']:8.1f} MiB with glibc's defaults")
+    alloc = report.get("allocator") or {}
+    if alloc.get("results"):
+        print("\nAllocator (samplers.allocator): chain-steps/s with the tuned malloc (this process) and with glibc's "
+              "defaults\n(LAB_MALLOC=system, a worker process timed between the same repeats):")
+        for name, a in alloc["results"].items():
+            tuned = report["results"][name]["chain_steps_per_s"]["median"]
+            print(f"  {name:<24} tuned {tuned:10.4g}   system {a['system_chain_steps_per_s']['median']:10.4g}   "
+                  f"tuned/system {a['speedup_tuned_over_system']:5.2f} (best repeats {a['speedup_tuned_over_system_best']:.2f})")
+    elif alloc.get("note"):
+        print(f"\n  Allocator comparison: {alloc['note']}")
     mem = report.get("memory")
     if mem and mem.get("scaling"):
         print("\nPeak dRSS over sizes (MiB, and in [chains, dim] float64 states):")

@@ -94,8 +94,9 @@ class LinearScheme:
         raise NotImplementedError
 
     #: ``True`` for a scheme with ``A_i = I`` and the same correction factor ``c`` (a number,
-    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N) =
-    #: end_mean(x, g0) - c N g0``; :func:`fast_step` then takes a shorter path.
+    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N,
+    #: out=None) = end_mean(x, g0) - c N g0`` and ``add_frozen_mean_(noise, x, g0, i) = noise +
+    #: frozen_mean(x, g0, i)`` in place; :func:`fast_step` then takes a shorter path.
     additive = False
 
     def add_single_step_noise_(self, x_end, generator):
@@ -147,11 +148,12 @@ class OverdampedScheme(LinearScheme):
         z = self._randn(x_end.shape[0], generator, x_end.device)
         return x_end.add_(z, alpha=math.sqrt(2.0 * self.h))
 
-    def frozen_mean(self, x, g0, i, out=None):
-        # with ``out``: ``out + frozen mean`` in place (the interpolant from its noise), two passes
-        if out is None:
-            return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
-        return out.addcmul_(g0, (i.to(x.dtype) * -self.h).unsqueeze(-1)).add_(x)
+    def frozen_mean(self, x, g0, i):
+        return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
+
+    def add_frozen_mean_(self, noise, x, g0, i):
+        # the interpolant built in its noise's buffer: noise + x - i h g0, in place (two passes)
+        return noise.addcmul_(g0, (i.to(x.dtype) * -self.h).unsqueeze(-1)).add_(x)
 
     def _std(self, i, j):
         # sqrt(2h) (S_j - S_i) ~ N(0, 2h (j - i) I), independent of everything up to i.
@@ -265,8 +267,9 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     For an *additive* scheme (``A = I`` and the same correction factor ``c = Phi(K, i+1) G_i K``
     at every ``i``, as :class:`OverdampedScheme`: ``c = -eta``) the sum is rearranged as
     ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections) and the noise
-    at ``K`` as the sum of its increments, which saves the per-pair ``g(Y_i) - g0`` pass and the
-    gather of each chain's last noise.  Host syncs per step: the sizes of the selections, of the
+    at ``K`` as the sum of its increments, so each (chain, index) pair adds ``c g(Y_i)`` plus its
+    noise increment to its chain in **one** scatter, with no per-pair ``g(Y_i) - g0`` pass and
+    no gather of each chain's last noise; ``g0``'s buffer becomes the new state.  Host syncs per step: the sizes of the selections, of the
     pairs and of the ranks (three; a fourth for the generic schemes' last-noise rows).  Rows
     are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU several
     times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
@@ -301,7 +304,7 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
             # c g(Y_p) + (its noise increment) to its chain, in one scatter.
             cumulative = noise.clone()
             _carry_noise_forward_(cumulative, rank, prev, pos, scheme)
-            y = scheme.frozen_mean(x.index_select(0, chain), g0.index_select(0, chain), pos, out=cumulative)
+            y = scheme.add_frozen_mean_(cumulative, x.index_select(0, chain), g0.index_select(0, chain), pos)
             g_y = scheme.evaluate(y, pos)
             del y
             contribution = torch.add(noise, g_y, alpha=scheme.correction_factor, out=g_y)

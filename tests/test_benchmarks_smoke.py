@@ -50,6 +50,18 @@ def test_bench_samplers_quick_runs_and_writes_expected_json(tmp_path):
     goals = report["goals"]
     assert all(isinstance(v, float) for v in goals["plmc_peak_memory_mb_over_K"])
     assert len(goals["lmc_peak_memory_in_states_over_sizes"]) == len(report["memory"]["scaling"]) >= 2
+    # allocator: LMC and PLMC (K = 10^6) of each mode also timed with glibc's defaults, or skipped with why
+    alloc = report["allocator"]
+    if alloc["compared"]:
+        assert alloc["this_process"] == "tuned"
+        assert set(alloc["results"]) == {"lmc", "plmc_K1000000", "lmc_fast", "plmc_K1000000_fast"}
+        for a in alloc["results"].values():
+            assert len(a["system_chain_steps_per_s"]["all"]) == report["settings"]["repeats"]
+            assert a["speedup_tuned_over_system"] > 0
+        for name in ("lmc", "plmc_K1000000"):  # peak memory with the tuned allocator, beside glibc's
+            assert isinstance(report["memory"]["per_config"][name]["tuned_malloc_delta_mb"], float)
+    else:
+        assert alloc["note"]
     # BlackJAX: either measured in the same run or skipped with the reason
     bj = report["blackjax"]
     if bj["available"]:
