@@ -51,17 +51,14 @@ def check_K(K) -> int:
     return check_positive_int(K, "K", 1)
 
 
-def gaussian(generator: torch.Generator, shape, *, dtype: torch.dtype, device, promote: bool = True) -> torch.Tensor:
+def gaussian(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -> torch.Tensor:
     """Standard normal draws of ``shape`` from ``generator``: every sampler's Gaussian noise.
 
     All samplers draw their Gaussians through this one function, so how noise is made is decided
     in one place: by the noise mode of ``generator`` (a :class:`samplers.noise.NoiseGenerator`;
     ``"exact"`` for a plain ``torch.Generator``), see :mod:`samplers.noise`.
-
-    ``promote=False``: the same values, left in float32 in the ``"fast"`` mode, for a caller that
-    combines them into a ``dtype`` result in one pass (type promotion casts them on the fly).
     """
-    return _noise.gaussian(generator, shape, dtype, device, promote)
+    return _noise.gaussian(generator, shape, dtype, device)
 
 
 def uniform(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -> torch.Tensor:

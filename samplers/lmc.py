@@ -29,9 +29,9 @@ def step(generator: torch.Generator, state: LMCState, target, step_size: float):
     """One LMC step for every chain; returns ``(new_state, StepInfo)``."""
     eta = check_step_size(step_size)
     x = state.x
-    z = gaussian(generator, x.shape, dtype=x.dtype, device=x.device)
-    # x + eta b(x) + sqrt(2 eta) z with b = -∇F: two fused passes (add with alpha), no temporaries.
+    # x + eta b(x) + sqrt(2 eta) z with b = -∇F: two fused passes (add with alpha).  The noise is
+    # drawn after the gradient is freed, so at most three [n, d] tensors are alive at a time.
     x_new = torch.add(x, target.grad_potential(x), alpha=-eta)
-    x_new.add_(z, alpha=math.sqrt(2.0 * eta))
+    x_new.add_(gaussian(generator, x.shape, dtype=x.dtype, device=x.device), alpha=math.sqrt(2.0 * eta))
     evals = torch.ones(x.shape[0], dtype=torch.int64, device=x.device)
     return LMCState(x_new), StepInfo(evals)

@@ -107,18 +107,12 @@ def make_generator(seed: int, device, noise: str = "exact") -> NoiseGenerator:
     return gen
 
 
-def gaussian(generator, shape, dtype: torch.dtype, device, promote: bool = True) -> torch.Tensor:
-    """Standard normal draws in the mode of ``generator`` (called by ``_common.gaussian``).
-
-    ``promote=False`` leaves the ``"fast"`` mode's float32 draws un-cast (the same values): for
-    a caller that combines them with ``dtype`` tensors in one pass, where the up-cast happens
-    on the fly instead of in a pass of its own.
-    """
+def gaussian(generator, shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """Standard normal draws in the mode of ``generator`` (called by ``_common.gaussian``)."""
     if dtype == torch.float64:
         mode = noise_mode(generator)
         if mode == "fast":
-            z = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
-            return z.to(dtype) if promote else z
+            return torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
         if mode == "vector":
             return _box_muller_float64(generator, shape, device)
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)

@@ -161,18 +161,17 @@ class OverdampedScheme(LinearScheme):
         # 1 ulp off in float64), so that K = 1 (j - i = 1, torch.sqrt(1) = 1) is LMC bit for bit.
         return math.sqrt(2.0 * self.h) * torch.sqrt((j - i).to(self.target.dtype)).unsqueeze(-1)
 
-    def _randn(self, n, generator, device, promote=True):
-        return gaussian(generator, (n, self.target.dim), dtype=self.target.dtype, device=device, promote=promote)
+    def _randn(self, n, generator, device):
+        return gaussian(generator, (n, self.target.dim), dtype=self.target.dtype, device=device)
 
     def fresh_noise(self, i, j, generator):
-        # one pass from the draws (float32 in the "fast" mode, cast on the fly) to the scaled noise
-        return torch.mul(self._randn(j.shape[0], generator, j.device, promote=False), self._std(i, j))
+        return self._randn(j.shape[0], generator, j.device).mul_(self._std(i, j))
 
     def propagate(self, noise, i, j):
         return noise
 
     def add_fresh_noise_(self, x, i, j, generator):
-        return x.addcmul_(self._randn(j.shape[0], generator, j.device, promote=False), self._std(i, j))
+        return x.addcmul_(self._randn(j.shape[0], generator, j.device), self._std(i, j))
 
     def add_correction(self, x_end, rows, delta, i):
         x_end.index_add_(0, rows, delta, alpha=-self.eta)
@@ -241,13 +240,14 @@ def selection_positions(K: int, n: int, generator: torch.Generator, device, bloc
 
 def _carry_noise_forward_(noise, rank, prev, pos, scheme) -> None:
     """``noise[p] += Phi(pos_p, prev_p) noise[p - 1]`` rank by rank, in place (``p - 1`` is the
-    same chain's previous selection: pairs are ordered by chain, then rank).  One host sync (the
-    sizes of the ranks), whatever the largest number of selections is."""
+    same chain's previous selection: pairs are ordered by chain, then rank).  Two host syncs (the
+    sizes of the ranks and of the carrying pairs), whatever the largest number of selections is."""
     sizes = torch.bincount(rank).tolist()
     if len(sizes) < 2:
         return
-    order = torch.argsort(rank, stable=True)  # by rank, then by chain
-    start = sizes[0]
+    later = (rank > 0).nonzero().squeeze(-1)  # the pairs that carry (about a third of them)
+    order = later[torch.argsort(rank[later], stable=True)]  # by rank, then by chain
+    start = 0
     for size in sizes[1:]:
         at = order[start:start + size]
         start += size
@@ -269,8 +269,12 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections) and the noise
     at ``K`` as the sum of its increments, so each (chain, index) pair adds ``c g(Y_i)`` plus its
     noise increment to its chain in **one** scatter, with no per-pair ``g(Y_i) - g0`` pass and
-    no gather of each chain's last noise; ``g0``'s buffer becomes the new state.  Host syncs per step: the sizes of the selections, of the
-    pairs and of the ranks (three; a fourth for the generic schemes' last-noise rows).  Rows
+    no gather of each chain's last noise; ``g0``'s buffer becomes the new state.
+
+    Host syncs per step (a few microseconds each on a GPU, none per chain or per pair): one per
+    extension block of the selections (usually one), the number of pairs (the ``nonzero`` and the
+    two masked selects of the selections), the sizes of the ranks and of the carrying pairs; the
+    generic schemes add one for the last-noise rows.  Rows
     are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU several
     times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
     """
