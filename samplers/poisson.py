@@ -94,8 +94,8 @@ class LinearScheme:
         raise NotImplementedError
 
     #: ``True`` for a scheme with ``A_i = I`` and the same correction factor ``c`` (a number,
-    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N,
-    #: out=None) = end_mean(x, g0) - c N g0`` and ``add_frozen_mean_(noise, x, g0, i) = noise +
+    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N) =
+    #: end_mean(x, g0) - c N g0`` and ``add_frozen_mean_(noise, x, g0, i) = noise +
     #: frozen_mean(x, g0, i)`` in place; :func:`fast_step` then takes a shorter path.
     additive = False
 
@@ -127,10 +127,10 @@ class OverdampedScheme(LinearScheme):
         self.h = self.eta / self.K
         self.correction_factor = -self.eta
 
-    def end_mean_counted(self, x, g0, counts, out=None):
+    def end_mean_counted(self, x, g0, counts):
         # X - eta g0 + eta N g0 = X + eta (N - 1) g0: the end mean with the N selections' "- g0"
-        # of the correction folded in (one pass; ``out`` may be ``g0`` itself).
-        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0, out=out)
+        # of the correction folded in (one pass).
+        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0)
 
     def evaluate(self, y, i):
         return self.target.grad_potential(y)
@@ -269,7 +269,9 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections) and the noise
     at ``K`` as the sum of its increments, so each (chain, index) pair adds ``c g(Y_i)`` plus its
     noise increment to its chain in **one** scatter, with no per-pair ``g(Y_i) - g0`` pass and
-    no gather of each chain's last noise; ``g0``'s buffer becomes the new state.
+    no gather of each chain's last noise.  (The scatter's source is built in the buffer of the
+    drift at the pairs, which the engine owns; ``g0`` may be the target's own tensor, even ``x``
+    itself, so it is never written.)
 
     Host syncs per step (a few microseconds each on a GPU, none per chain or per pair): one per
     extension block of the selections (usually one), the number of pairs (the ``nonzero`` and the
@@ -313,7 +315,7 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
             del y
             contribution = torch.add(noise, g_y, alpha=scheme.correction_factor, out=g_y)
             del noise
-            x_end = scheme.end_mean_counted(x, g0, counts, out=g0)  # g0 is not needed any more
+            x_end = scheme.end_mean_counted(x, g0, counts)
             x_end.index_add_(0, chain, contribution)
         else:
             x_end = scheme.end_mean(x, g0)

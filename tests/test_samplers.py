@@ -871,3 +871,28 @@ def test_property_every_method_shapes_counts_and_determinism(method, d, n, steps
         assert out.trace_steps[0] == 0 and out.trace_steps[-1] == steps
     again = sample(method, base, n, steps, eta, seed=seed, **kw_for(method))
     assert torch.equal(out.x, again.x) and torch.equal(out.grad_evals, again.grad_evals)
+
+
+class _IdentityGradient(Gaussian):
+    """N(0, I) whose gradient is returned as the input tensor itself (no copy), as a user's
+    ``grad_potential = lambda x: x`` would: the samplers must never write into it."""
+
+    def grad_potential(self, x):
+        return x
+
+
+@pytest.mark.parametrize("method,extra", [("lmc", ()), ("plmc", (1,)), ("plmc", (7,)), ("plmc", (10**6,)),
+                                          ("plmc_ref", (5,)), ("rlmc", ()), ("mala", ())])
+def test_a_step_never_writes_into_its_input_state_even_when_the_gradient_aliases_it(method, extra):
+    target = Gaussian.isotropic(3)
+    target.__class__ = _IdentityGradient
+    reference = Gaussian.isotropic(3)
+    spec = samplers.METHODS[method]
+    x = torch.randn(500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x_before = x.clone()
+    out = {}
+    for name, t in (("aliasing", target), ("plain", reference)):
+        state = spec.init(x, t)
+        out[name], _ = spec.step(make_generator(4, "cpu"), state, t, 0.1, *extra)
+    assert torch.equal(x, x_before)
+    assert torch.equal(out["aliasing"].x, out["plain"].x)  # the same step as with a copied gradient
