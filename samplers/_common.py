@@ -10,7 +10,7 @@ import torch
 
 from . import noise as _noise
 
-__all__ = ["StepInfo", "check_step_size", "check_K", "check_positive_int", "gaussian", "uniform",
+__all__ = ["StepInfo", "MAX_K", "check_step_size", "check_K", "check_positive_int", "gaussian", "uniform",
            "nonfinite_rows"]
 
 
@@ -44,11 +44,20 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+#: The largest number of Poisson-midpoint sub-steps ``K``: the engine lays the chains' ``K - 1``
+#: indices end to end and adds Geometric gaps along them in int64 (``samplers.poisson.selections``).
+MAX_K = 2**56
+
+
 def check_K(K) -> int:
-    """Return the number of Poisson-midpoint sub-steps ``K`` as an int >= 1, or raise."""
+    """Return the number of Poisson-midpoint sub-steps ``K`` as an int in ``1..MAX_K``, or raise."""
     if K is None:
         raise ValueError("K (the number of Poisson-midpoint sub-steps) is required, got None")
-    return check_positive_int(K, "K", 1)
+    K = check_positive_int(K, "K", 1)
+    if K > MAX_K:
+        raise ValueError(f"K must be at most 2^56 = {MAX_K} (the Poisson-midpoint engine's int64 "
+                         f"index line), got {K!r}")
+    return K
 
 
 def gaussian(generator: torch.Generator, shape, *, dtype: torch.dtype, device) -> torch.Tensor:

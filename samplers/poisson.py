@@ -26,11 +26,13 @@ Two engines are provided, both over a :class:`LinearScheme`:
         X_K = Y_K + sum_{i : H_i = 1} Phi(K, i+1) G_i K (b(Y_i, t_i) - b0),
 
     where ``Phi(j, i) = A_{j-1} ... A_i``.  The selected indices form a Bernoulli(1/K) process
-    on ``1..K-1``, drawn as cumulative sums of Geometric(1/K) gaps, and the interpolant's noise
-    is a Gauss–Markov process that is drawn only at the selected indices and at ``K``, by exact
-    transitions.  Cost and memory per step are ``O(d)`` per chain whatever ``K`` is; the number
-    of loop rounds is the largest number of selections over the chains (about
-    ``log n / log log n`` for ``n`` chains, since the count is close to Poisson(1)).
+    on ``1..K-1`` per chain, drawn for all chains at once as cumulative sums of Geometric(1/K)
+    gaps along their index lines laid end to end (:func:`selections`), and the interpolant's
+    noise is a Gauss–Markov process that is drawn only at the selected indices and at ``K``, by
+    exact transitions, and summed along each chain by a doubling scan.  Cost and memory per step
+    are ``O(d)`` per chain whatever ``K`` is; the scan takes ``ceil(log2 J)`` rounds for at most
+    ``J`` selections per chain (``J`` is about ``log n / log log n`` for ``n`` chains, since the
+    count is close to Poisson(1)).
 
 A scheme supplies the pieces both engines need (see :class:`OverdampedScheme`).  Its
 "drift" ``g`` is whatever the scheme evaluates (the gradient ``∇F`` for Langevin, so that no
@@ -52,12 +54,14 @@ sign flip costs a pass over the state), and its coefficients absorb the sign:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
-from ._common import gaussian, uniform
+from ._common import MAX_K, gaussian, uniform
 
-__all__ = ["LinearScheme", "OverdampedScheme", "reference_step", "fast_step", "geometric"]
+__all__ = ["LinearScheme", "OverdampedScheme", "reference_step", "fast_step", "geometric", "selections",
+           "Selections", "MAX_K"]
 
 
 class LinearScheme:
@@ -177,8 +181,9 @@ class OverdampedScheme(LinearScheme):
         x_end.index_add_(0, rows, delta, alpha=-self.eta)
 
 
-def geometric(p: float, n: int, generator: torch.Generator, device) -> torch.Tensor:
-    """``n`` i.i.d. Geometric(p) draws on ``{1, 2, ...}`` (trials up to the first success).
+def geometric(p: float, n: int, generator: torch.Generator, device, cap: float = 2.0**62) -> torch.Tensor:
+    """``n`` i.i.d. Geometric(p) draws on ``{1, 2, ...}`` (trials up to the first success),
+    clamped at ``cap`` (default ``2^62``, so that they fit int64).
 
     Inverse CDF in float64: ``G = floor(log(1 - U) / log(1 - p)) + 1`` with ``U ~ U[0, 1)``,
     so ``P(G > k) = (1 - p)^k`` exactly up to float64 resolution of ``U``.
@@ -186,8 +191,7 @@ def geometric(p: float, n: int, generator: torch.Generator, device) -> torch.Ten
     u = uniform(generator, n, dtype=torch.float64, device=device)
     if p >= 1.0:
         return torch.ones(n, dtype=torch.int64, device=device)
-    g = torch.floor(torch.log1p(-u) / math.log1p(-p)) + 1.0
-    return g.clamp(max=2.0**62).to(torch.int64)
+    return u.neg_().log1p_().div_(math.log1p(-p)).floor_().add_(1.0).clamp_(max=min(cap, 2.0**62)).to(torch.int64)
 
 
 def reference_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
@@ -217,52 +221,150 @@ def reference_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearSc
     return x_path, evals
 
 
-def selection_positions(K: int, n: int, generator: torch.Generator, device, block: int = 8) -> torch.Tensor:
-    """Per chain, the sorted indices ``i`` in ``1..K-1`` with ``H_i = 1`` (``H_i ~ Bernoulli(1/K)``).
+class Selections(NamedTuple):
+    """The (chain, index) pairs of one coarse step: every ``i`` in ``1..K-1`` with ``H_i = 1``.
 
-    Returns an ``[n, J]`` int64 tensor whose rows are increasing; entries ``> K-1`` mean "no
-    more selections".  Drawn as cumulative sums of Geometric(1/K) gaps, ``block`` at a time; the
-    rare chains whose block is used up (about ``n P(Poisson(1) >= block)``) get another block.
-    Exact for every ``K`` and ``O(n J)`` memory whatever ``K`` is.
+    Pairs are ordered by chain, then by index.  ``chain``, ``pos``, ``prev`` are ``[M]`` int64:
+    the pair's chain, its index, and the same chain's previous selected index (0 for a chain's
+    first pair).  ``counts`` ``[n]``: selections per chain; ``start`` ``[n]``: the index of each
+    chain's first pair (``counts.cumsum() - counts``); ``pos_last`` ``[n]``: each chain's last
+    selected index (0 for none).
     """
+
+    chain: torch.Tensor
+    pos: torch.Tensor
+    prev: torch.Tensor
+    counts: torch.Tensor
+    start: torch.Tensor
+    pos_last: torch.Tensor
+
+
+def _line_chunk(L: int, p: float, n: int) -> int:
+    """How many chains' lines (``L`` indices each) one run of Geometric gaps covers: the most
+    (up to ``n``) whose total length ``T`` and batch of gaps ``B`` keep ``(B + 1)(T + 1) <= 2^62``,
+    so that no cumulative sum of gaps clamped at ``T + 1`` overflows int64."""
+    c = n
+    while c > 1 and (_batch(c * L, p) + 1) * (c * L + 1) > 2**62:
+        c = (c + 1) // 2
+    return c
+
+
+def _batch(T: int, p: float) -> int:
+    """Geometric gaps drawn at a time on a line of ``T`` indices: the mean number of selections
+    plus six standard deviations plus 16, so that one batch almost always covers the line."""
+    mean = T * p
+    return int(mean + 6.0 * math.sqrt(mean * (1.0 - p)) + 16.0)
+
+
+def _bernoulli_line(p: float, T: int, generator, device) -> torch.Tensor:
+    """The sorted indices ``j`` in ``1..T`` of a Bernoulli(p) process, ``[M]`` int64: cumulative
+    sums of Geometric(p) gaps (clamped at ``T + 1``, which changes nothing below ``T + 1``), a
+    batch at a time until they pass ``T``."""
+    parts = []
+    last = 0
+    while True:
+        cs = geometric(p, _batch(T, p), generator, device, cap=T + 1).cumsum_(0)
+        if last:
+            cs += last
+        end = int(cs[-1])
+        if end > T:
+            parts.append(cs[cs <= T])
+            break
+        parts.append(cs)
+        last = end
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def selections(K: int, n: int, generator: torch.Generator, device) -> Selections:
+    """The selected (chain, index) pairs of one coarse step, ``H_i ~ Bernoulli(1/K)`` i.i.d. for
+    every chain and ``i`` in ``1..K-1``.
+
+    The chains' index sets are laid end to end on one line of ``n (K - 1)`` indices (chain ``c``'s
+    index ``i`` at ``c (K - 1) + i``), on which i.i.d. Bernoulli(1/K) variables are a Bernoulli
+    process: cumulative sums of Geometric(1/K) gaps, about ``n (1 - 1/K)`` draws in all (very long
+    lines are cut into runs of whole chains so that no sum overflows int64).  So the pairs come
+    out ordered by chain, then index, and the cost is ``O(n)`` whatever ``K`` is.  Exact: each
+    gap is an inverse-CDF draw on a float64 uniform (:func:`geometric`).
+    """
+    if not 1 <= K <= MAX_K:
+        raise ValueError(f"K must be an integer in 1..2^56 = {MAX_K}, got {K!r}")
+    if K == 1:  # no index to select
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        zeros = torch.zeros(n, dtype=torch.int64, device=device)
+        return Selections(empty, empty, empty, zeros, zeros, zeros)
+    L = K - 1
     p = 1.0 / K
-    pos = geometric(p, n * block, generator, device).clamp_(max=K).view(n, block).cumsum(1)
-    need = (pos[:, -1] <= K - 1).nonzero().squeeze(-1)
-    while need.numel() > 0:
-        more = geometric(p, need.numel() * block, generator, device).clamp_(max=K).view(-1, block).cumsum(1)
-        more += pos[need, -1:]
-        ext = torch.full((n, block), K, dtype=torch.int64, device=device)
-        ext[need] = more
-        pos = torch.cat([pos, ext], dim=1)
-        need = need[more[:, -1] <= K - 1]
-    return pos
+    chains, positions = [], []
+    per_run = max(1, _line_chunk(L, p, n))
+    for c0 in range(0, n, per_run):
+        c = min(per_run, n - c0)
+        j = _bernoulli_line(p, c * L, generator, device) - 1
+        chain = torch.div(j, L, rounding_mode="floor")
+        positions.append(j.remainder_(L).add_(1))
+        chains.append(chain + c0 if c0 else chain)
+    chain = chains[0] if len(chains) == 1 else torch.cat(chains)
+    pos = positions[0] if len(positions) == 1 else torch.cat(positions)
+    counts = torch.bincount(chain, minlength=n)
+    start = counts.cumsum(0) - counts
+    prev = torch.zeros_like(pos)  # the same chain's previous selection, 0 for its first
+    torch.mul(pos[:-1], chain[1:] == chain[:-1], out=prev[1:])
+    pos_last = torch.zeros(n, dtype=torch.int64, device=device).scatter_reduce_(0, chain, pos, "amax")
+    return Selections(chain, pos, prev, counts, start, pos_last)
 
 
-def _carry_noise_forward_(noise, rank, prev, pos, scheme) -> None:
-    """``noise[p] += Phi(pos_p, prev_p) noise[p - 1]`` rank by rank, in place (``p - 1`` is the
-    same chain's previous selection: pairs are ordered by chain, then rank).  Two host syncs (the
-    sizes of the ranks and of the carrying pairs), whatever the largest number of selections is."""
-    sizes = torch.bincount(rank).tolist()
-    if len(sizes) < 2:
+def _carry_noise_forward_(noise, sel: Selections, scheme) -> None:
+    """Turn each pair's fresh noise into the interpolant's noise at its index, in place:
+    ``noise[p] = sum_{q <= p, same chain} Phi(pos_p, pos_q) fresh[q]``.
+
+    A segmented inclusive scan by doubling (pairs are ordered by chain, then index): round ``k``
+    adds ``Phi(pos_p, pos_{p - 2^k}) noise[p - 2^k]`` to every pair ``p`` that has at least
+    ``2^k`` earlier pairs in its chain, the sources gathered before the round writes (``Phi``
+    composes, so the association order is the only change from the plain running sum).
+    ``ceil(log2 J)`` rounds for at most ``J`` selections per chain (usually 3); one host sync for
+    ``J`` and one per round."""
+    most = int(sel.counts.max()) if sel.counts.numel() else 0
+    if most < 2:
         return
-    later = (rank > 0).nonzero().squeeze(-1)  # the pairs that carry (about a third of them)
-    order = later[torch.argsort(rank[later], stable=True)]  # by rank, then by chain
-    start = 0
-    for size in sizes[1:]:
-        at = order[start:start + size]
-        start += size
-        noise.index_add_(0, at, scheme.propagate(noise.index_select(0, at - 1), prev[at], pos[at]))
+    rank = torch.arange(sel.chain.numel(), device=sel.chain.device) - sel.start.index_select(0, sel.chain)
+    additive = getattr(scheme, "additive", False)
+    step = 1
+    while step < most:
+        at = (rank >= step).nonzero().squeeze(-1)
+        src = at - step
+        carried = noise.index_select(0, src)
+        if not additive:  # Phi = I for an additive scheme
+            carried = scheme.propagate(carried, sel.pos[src], sel.pos[at])
+        noise.index_add_(0, at, carried)
+        step *= 2
+
+
+#: On the CPU the additive path works through the pairs in blocks of about this many bytes per
+#: ``[rows, ...]`` tensor, so that a block's gathers, interpolants, drifts and contributions stay
+#: in cache between one operation and the next (measured: 5% faster at 10^4 chains x 100, 10% at
+#: 4 x 10^4; ``benchmarks/bench_samplers.py``).
+PAIR_BLOCK_BYTES = 2**21
+
+
+def pair_block_rows(x: torch.Tensor) -> int | None:
+    """Rows per block of pairs for the state ``x``: ``None`` (one block) off the CPU."""
+    if x.device.type != "cpu":
+        return None
+    row_bytes = max(1, x[0].numel() * x.element_size()) if x.shape[0] else 1
+    return max(1, PAIR_BLOCK_BYTES // row_bytes)
 
 
 def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
     """One coarse step by K-independent sampling (exact in law; see the module docstring).
 
     All selected evaluations depend only on ``X``, ``b0`` and the interpolant's noise, so they
-    are made in **one** batched drift call over the (chain, index) pairs.  Random draws, in
-    order: the Geometric gaps (:func:`selection_positions`), the interpolant's noise at the
-    selected indices (by rank within the chain), then the noise increment to ``K`` for every
-    chain.  With ``K = 1`` there is no index to select and the only draw is the final Gaussian,
-    so PLMC with ``K = 1`` reproduces LMC bit for bit under the same generator.
+    are made in batched drift calls over the (chain, index) pairs: **one** call on a GPU, and on
+    the CPU one per block of pairs (:data:`PAIR_BLOCK_BYTES` per ``[rows, ...]`` tensor, so that
+    each block's work stays in cache; only the additive path is blocked).  Random draws, in
+    order: the Geometric gaps (:func:`selections`), the interpolant's noise at the selected
+    indices (pairs ordered by chain, then index), then the noise increment to ``K`` for every
+    chain; blocking changes no draw.  With ``K = 1`` there is no index to select and the only
+    draw is the final Gaussian, so PLMC with ``K = 1`` reproduces LMC bit for bit under the same
+    generator.
 
     For an *additive* scheme (``A = I`` and the same correction factor ``c = Phi(K, i+1) G_i K``
     at every ``i``, as :class:`OverdampedScheme`: ``c = -eta``) the sum is rearranged as
@@ -273,60 +375,54 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     drift at the pairs, which the engine owns; ``g0`` may be the target's own tensor, even ``x``
     itself, so it is never written.)
 
-    Host syncs per step (a few microseconds each on a GPU, none per chain or per pair): one per
-    extension block of the selections (usually one), the number of pairs (the ``nonzero`` and the
-    two masked selects of the selections), the sizes of the ranks and of the carrying pairs; the
-    generic schemes add one for the last-noise rows.  Rows
-    are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU several
-    times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
+    Host syncs per step (a few microseconds each on a GPU, none per chain or per pair): two per
+    batch of Geometric gaps (usually one batch), the largest number of selections and one per
+    round of the noise scan (usually 3); the generic schemes add one for the last-noise rows.
+    Rows are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU
+    several times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
     """
     K = scheme.K
     n = x.shape[0]
     device = x.device
+    if not 1 <= K <= MAX_K:  # schemes are built from checked K; a hand-made one is checked here
+        raise ValueError(f"K must be an integer in 1..2^56 = {MAX_K}, got {K!r}")
     g0 = scheme.evaluate(x, 0)
     evals = torch.ones(n, dtype=torch.int64, device=device)
     if K == 1:  # nothing to select: the same operations as one fine (LMC) step
         return scheme.add_single_step_noise_(scheme.end_mean(x, g0), generator), evals
-    positions = selection_positions(K, n, generator, device)
-    valid = positions <= K - 1
-    counts = valid.sum(1)
-    evals += counts
-    chain, rank = valid.nonzero(as_tuple=True)  # ordered by chain, then by rank
+    sel = selections(K, n, generator, device)
+    evals += sel.counts
     additive = getattr(scheme, "additive", False)
-    if chain.numel() == 0:
+    if sel.chain.numel() == 0:
         x_end = scheme.end_mean(x, g0)
-        pos_last = torch.zeros_like(evals)
     else:
-        pos = positions[valid]  # row-major: the same order as (chain, rank)
-        # the previous selection of the same chain (0 for a chain's first)
-        prev = torch.nn.functional.pad(positions[:, :-1], (1, 0))[valid]
+        chain, pos = sel.chain, sel.pos
         # The interpolant's noise at each selected index: fresh part since the previous selection
         # of the same chain, plus that selection's noise carried forward (rank by rank).
-        noise = scheme.fresh_noise(prev, pos, generator)
-        # the last selection of each chain (0: none; rows are increasing), without a host sync
-        pos_last = positions.masked_fill(~valid, 0).amax(1)
+        noise = scheme.fresh_noise(sel.prev, pos, generator)
         if additive:
             # Phi = I: the noise at K is the sum of the increments, so each pair contributes
             # c g(Y_p) + (its noise increment) to its chain, in one scatter.
             cumulative = noise.clone()
-            _carry_noise_forward_(cumulative, rank, prev, pos, scheme)
-            y = scheme.add_frozen_mean_(cumulative, x.index_select(0, chain), g0.index_select(0, chain), pos)
-            g_y = scheme.evaluate(y, pos)
-            del y
-            contribution = torch.add(noise, g_y, alpha=scheme.correction_factor, out=g_y)
-            del noise
-            x_end = scheme.end_mean_counted(x, g0, counts)
-            x_end.index_add_(0, chain, contribution)
+            _carry_noise_forward_(cumulative, sel, scheme)
+            x_end = scheme.end_mean_counted(x, g0, sel.counts)
+            M = chain.numel()
+            rows = pair_block_rows(x) or M
+            for p0 in range(0, M, rows):  # blocks of pairs (one block on a GPU)
+                ch, at = chain[p0:p0 + rows], pos[p0:p0 + rows]
+                y = scheme.add_frozen_mean_(cumulative[p0:p0 + rows], x.index_select(0, ch), g0.index_select(0, ch), at)
+                g_y = scheme.evaluate(y, at)
+                x_end.index_add_(0, ch, torch.add(noise[p0:p0 + rows], g_y, alpha=scheme.correction_factor, out=g_y))
         else:
             x_end = scheme.end_mean(x, g0)
-            _carry_noise_forward_(noise, rank, prev, pos, scheme)
+            _carry_noise_forward_(noise, sel, scheme)
             g0c = g0.index_select(0, chain)
             y = scheme.frozen_mean(x.index_select(0, chain), g0c, pos).add_(noise)
             delta = scheme.evaluate(y, pos).sub_(g0c)
             scheme.add_correction(x_end, chain, delta, pos)
-            has = (counts > 0).nonzero().squeeze(-1)
-            last = counts.cumsum(0).index_select(0, has) - 1  # each such chain's last pair
-            x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last), pos_last[has],
+            has = (sel.counts > 0).nonzero().squeeze(-1)
+            last = (sel.start + sel.counts - 1).index_select(0, has)  # each such chain's last pair
+            x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last), sel.pos_last[has],
                                                      torch.full_like(has, K)))
-    scheme.add_fresh_noise_(x_end, pos_last, torch.full_like(pos_last, K), generator)
+    scheme.add_fresh_noise_(x_end, sel.pos_last, torch.full_like(sel.pos_last, K), generator)
     return x_end, evals
