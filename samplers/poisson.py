@@ -58,7 +58,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import MAX_K, gaussian, uniform
+from ._common import MAX_K, check_K, gaussian, uniform
 
 __all__ = ["LinearScheme", "OverdampedScheme", "reference_step", "fast_step", "geometric", "selections",
            "Selections", "MAX_K"]
@@ -286,8 +286,7 @@ def selections(K: int, n: int, generator: torch.Generator, device) -> Selections
     out ordered by chain, then index, and the cost is ``O(n)`` whatever ``K`` is.  Exact: each
     gap is an inverse-CDF draw on a float64 uniform (:func:`geometric`).
     """
-    if not 1 <= K <= MAX_K:
-        raise ValueError(f"K must be an integer in 1..2^56 = {MAX_K}, got {K!r}")
+    K = check_K(K)
     if K == 1:  # no index to select
         empty = torch.zeros(0, dtype=torch.int64, device=device)
         zeros = torch.zeros(n, dtype=torch.int64, device=device)
@@ -381,11 +380,9 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     Rows are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU
     several times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
     """
-    K = scheme.K
+    K = check_K(scheme.K)  # before any evaluation, also for a scheme built by hand
     n = x.shape[0]
     device = x.device
-    if not 1 <= K <= MAX_K:  # schemes are built from checked K; a hand-made one is checked here
-        raise ValueError(f"K must be an integer in 1..2^56 = {MAX_K}, got {K!r}")
     g0 = scheme.evaluate(x, 0)
     evals = torch.ones(n, dtype=torch.int64, device=device)
     if K == 1:  # nothing to select: the same operations as one fine (LMC) step
@@ -398,7 +395,7 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
     else:
         chain, pos = sel.chain, sel.pos
         # The interpolant's noise at each selected index: fresh part since the previous selection
-        # of the same chain, plus that selection's noise carried forward (rank by rank).
+        # of the same chain, then summed along the chain (_carry_noise_forward_).
         noise = scheme.fresh_noise(sel.prev, pos, generator)
         if additive:
             # Phi = I: the noise at K is the sum of the increments, so each pair contributes
