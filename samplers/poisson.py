@@ -98,9 +98,11 @@ class LinearScheme:
         raise NotImplementedError
 
     #: ``True`` for a scheme with ``A_i = I`` and the same correction factor ``c`` (a number,
-    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N) =
-    #: end_mean(x, g0) - c N g0`` and ``add_frozen_mean_(noise, x, g0, i) = noise +
-    #: frozen_mean(x, g0, i)`` in place; :func:`fast_step` then takes a shorter path.
+    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N,
+    #: out=None) = end_mean(x, g0) - c N g0`` (written into ``out`` when given),
+    #: ``frozen_mean_(x, g0, i)``, ``frozen_mean`` written in place into ``x``, and
+    #: ``fresh_noise_parts(i, j, generator) = (z, scale)`` with ``fresh_noise = z * scale`` (the
+    #: same draws); :func:`fast_step` then takes a shorter path, chain block by chain block.
     additive = False
 
     def add_single_step_noise_(self, x_end, generator):
@@ -131,10 +133,10 @@ class OverdampedScheme(LinearScheme):
         self.h = self.eta / self.K
         self.correction_factor = -self.eta
 
-    def end_mean_counted(self, x, g0, counts):
+    def end_mean_counted(self, x, g0, counts, out=None):
         # X - eta g0 + eta N g0 = X + eta (N - 1) g0: the end mean with the N selections' "- g0"
-        # of the correction folded in (one pass).
-        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0)
+        # of the correction folded in (one pass, into ``out`` when given).
+        return torch.addcmul(x, ((counts - 1).to(x.dtype) * self.eta).unsqueeze(-1), g0, out=out)
 
     def evaluate(self, y, i):
         return self.target.grad_potential(y)
@@ -155,9 +157,9 @@ class OverdampedScheme(LinearScheme):
     def frozen_mean(self, x, g0, i):
         return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
 
-    def add_frozen_mean_(self, noise, x, g0, i):
-        # the interpolant built in its noise's buffer: noise + x - i h g0, in place (two passes)
-        return noise.addcmul_(g0, (i.to(x.dtype) * -self.h).unsqueeze(-1)).add_(x)
+    def frozen_mean_(self, x, g0, i):
+        # frozen_mean in place on x (which the engine owns: gathered rows), one pass
+        return x.addcmul_(g0, (i.to(x.dtype) * -self.h).unsqueeze(-1))
 
     def _std(self, i, j):
         # sqrt(2h) (S_j - S_i) ~ N(0, 2h (j - i) I), independent of everything up to i.
@@ -170,6 +172,11 @@ class OverdampedScheme(LinearScheme):
 
     def fresh_noise(self, i, j, generator):
         return self._randn(j.shape[0], generator, j.device).mul_(self._std(i, j))
+
+    def fresh_noise_parts(self, i, j, generator):
+        # fresh_noise(i, j) as (standard normals, per-row scale), the same draws; the engine adds
+        # z * scale block by block
+        return self._randn(j.shape[0], generator, j.device), self._std(i, j)
 
     def propagate(self, noise, i, j):
         return noise
@@ -337,59 +344,107 @@ def _carry_noise_forward_(noise, sel: Selections, scheme) -> None:
         step *= 2
 
 
-#: On the CPU the additive path works through the pairs in blocks of about this many bytes per
-#: ``[rows, ...]`` tensor, so that a block's gathers, interpolants, drifts and contributions stay
-#: in cache between one operation and the next (measured: 5% faster at 10^4 chains x 100, 10% at
-#: 4 x 10^4; ``benchmarks/bench_samplers.py``).
-PAIR_BLOCK_BYTES = 2**21
+#: On the CPU the additive path works through the chains in blocks of about this many bytes of
+#: state (``[rows, ...]``), evaluating each block's drift at ``X``, its end mean, its pairs'
+#: interpolants and drifts and its contributions one after the other, so that a block's rows stay
+#: in cache between one operation and the next (measured: the PLMC step 10% faster at 10^4 chains
+#: x 100 than with all chains at once; ``benchmarks/bench_samplers.py``).
+CHAIN_BLOCK_BYTES = 2**20
 
 
-def pair_block_rows(x: torch.Tensor) -> int | None:
-    """Rows per block of pairs for the state ``x``: ``None`` (one block) off the CPU."""
+def chain_block_rows(x: torch.Tensor) -> int | None:
+    """Chains per block for the state ``x``: ``None`` (one block) off the CPU."""
     if x.device.type != "cpu":
         return None
     row_bytes = max(1, x[0].numel() * x.element_size()) if x.shape[0] else 1
-    return max(1, PAIR_BLOCK_BYTES // row_bytes)
+    return max(1, CHAIN_BLOCK_BYTES // row_bytes)
+
+
+def _additive_end(generator, x: torch.Tensor, scheme, sel: Selections) -> torch.Tensor:
+    """``X_K`` of an additive scheme (``Phi = I``, correction factor ``c``), chain block by chain
+    block.
+
+    ``X_K = end_mean_counted(X, b0, N) + W_K + c sum_p b(Y_p)``: ``W_K`` is the interpolant's noise
+    at ``K``, its value at the chain's last selection (after the scan) plus the fresh increment to
+    ``K``, so each pair contributes ``c b(Y_p)``, plus the carried noise if it is its chain's
+    last, to its chain in one scatter; ``b0`` is evaluated block by block.  All draws are made
+    before the first block (pairs' noise, then the increments to ``K``), so blocking changes no
+    draw.  Pairs are ordered by chain, so a block of chains owns a contiguous run of pairs.
+    """
+    n = x.shape[0]
+    K = scheme.K
+    chain, pos = sel.chain, sel.pos
+    M = chain.numel()
+    noise = scheme.fresh_noise(sel.prev, pos, generator)  # becomes the interpolant's noise in place
+    _carry_noise_forward_(noise, sel, scheme)
+    z, scale = scheme.fresh_noise_parts(sel.pos_last, torch.full_like(sel.pos_last, K), generator)
+    # 1 for a chain's last pair (whose noise is carried to K), else 0: a [M, 1] factor in x's dtype
+    last = torch.ones(M, 1, dtype=x.dtype, device=x.device)
+    if M > 1:
+        torch.ne(chain[1:], chain[:-1], out=last[:-1, 0])
+    rows = chain_block_rows(x) or n
+    if rows >= n:
+        bounds, pair_bounds = [0, n], [0, M]
+    else:
+        bounds = list(range(0, n, rows)) + [n]
+        pair_bounds = torch.cat([sel.start, sel.start.new_tensor([M])])[bounds].tolist()
+    x_end = torch.empty_like(x)
+    for b in range(len(bounds) - 1):
+        c0, c1, p0, p1 = bounds[b], bounds[b + 1], pair_bounds[b], pair_bounds[b + 1]
+        xb = x[c0:c1]
+        g0 = scheme.evaluate(xb, 0)
+        xe = scheme.end_mean_counted(xb, g0, sel.counts[c0:c1], out=x_end[c0:c1])
+        xe.addcmul_(z[c0:c1], scale[c0:c1])
+        if p1 > p0:
+            ch = chain[p0:p1] - c0 if c0 else chain[p0:p1]
+            at, carried = pos[p0:p1], noise[p0:p1]
+            y = scheme.frozen_mean_(xb.index_select(0, ch), g0.index_select(0, ch), at).add_(carried)
+            g_y = scheme.evaluate(y, at)
+            xe.index_add_(0, ch, g_y.mul_(scheme.correction_factor).addcmul_(carried, last[p0:p1]))
+    return x_end
 
 
 def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
     """One coarse step by K-independent sampling (exact in law; see the module docstring).
 
     All selected evaluations depend only on ``X``, ``b0`` and the interpolant's noise, so they
-    are made in batched drift calls over the (chain, index) pairs: **one** call on a GPU, and on
-    the CPU one per block of pairs (:data:`PAIR_BLOCK_BYTES` per ``[rows, ...]`` tensor, so that
-    each block's work stays in cache; only the additive path is blocked).  Random draws, in
-    order: the Geometric gaps (:func:`selections`), the interpolant's noise at the selected
-    indices (pairs ordered by chain, then index), then the noise increment to ``K`` for every
-    chain; blocking changes no draw.  With ``K = 1`` there is no index to select and the only
-    draw is the final Gaussian, so PLMC with ``K = 1`` reproduces LMC bit for bit under the same
-    generator.
+    are made in batched drift calls over the (chain, index) pairs: **one** call on a GPU.  On the
+    CPU an additive scheme works through the chains in blocks (:data:`CHAIN_BLOCK_BYTES` of state
+    per block, so that each block's work stays in cache), with one call for ``b0`` and one for the
+    pairs per block.  Random draws, in order: the Geometric gaps (:func:`selections`), the
+    interpolant's noise at the selected indices (pairs ordered by chain, then index), then the
+    noise increment to ``K`` for every chain; blocking changes no draw.  With ``K = 1`` there is
+    no index to select and the only draw is the final Gaussian, so PLMC with ``K = 1`` reproduces
+    LMC bit for bit under the same generator.
 
     For an *additive* scheme (``A = I`` and the same correction factor ``c = Phi(K, i+1) G_i K``
     at every ``i``, as :class:`OverdampedScheme`: ``c = -eta``) the sum is rearranged as
-    ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections) and the noise
-    at ``K`` as the sum of its increments, so each (chain, index) pair adds ``c g(Y_i)`` plus its
-    noise increment to its chain in **one** scatter, with no per-pair ``g(Y_i) - g0`` pass and
-    no gather of each chain's last noise.  (The scatter's source is built in the buffer of the
-    drift at the pairs, which the engine owns; ``g0`` may be the target's own tensor, even ``x``
-    itself, so it is never written.)
+    ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections), so each
+    (chain, index) pair adds ``c g(Y_i)`` (plus, for its chain's last pair, the interpolant's
+    noise there) to its chain in **one** scatter, with no per-pair ``g(Y_i) - g0`` pass
+    (:func:`_additive_end`).  (The scatter's source is built in the buffer of the drift at the
+    pairs, and the interpolants in gathered rows, which the engine owns; ``g0`` may be the
+    target's own tensor, even ``x`` itself, so it is never written.)
 
     Host syncs per step (a few microseconds each on a GPU, none per chain or per pair): two per
     batch of Geometric gaps (usually one batch), the largest number of selections and one per
-    round of the noise scan (usually 3); the generic schemes add one for the last-noise rows.
-    Rows are gathered with ``index_select``, the same values as ``x[rows]`` and on the CPU
-    several times faster for an ``[n, d]`` float64 state.  Returns ``(x_new, grad_evals [n])``.
+    round of the noise scan (usually 3); the CPU blocks add one for their pair ranges, the
+    generic schemes one for the last-noise rows.  Rows are gathered with ``index_select``, the
+    same values as ``x[rows]`` and on the CPU several times faster for an ``[n, d]`` float64
+    state.  Returns ``(x_new, grad_evals [n])``.
     """
     K = check_K(scheme.K)  # before any evaluation, also for a scheme built by hand
     n = x.shape[0]
     device = x.device
-    g0 = scheme.evaluate(x, 0)
     evals = torch.ones(n, dtype=torch.int64, device=device)
     if K == 1:  # nothing to select: the same operations as one fine (LMC) step
+        g0 = scheme.evaluate(x, 0)
         return scheme.add_single_step_noise_(scheme.end_mean(x, g0), generator), evals
     sel = selections(K, n, generator, device)
     evals += sel.counts
-    additive = getattr(scheme, "additive", False)
+    if getattr(scheme, "additive", False):
+        return _additive_end(generator, x, scheme, sel), evals
+    g0 = scheme.evaluate(x, 0)
     if sel.chain.numel() == 0:
         x_end = scheme.end_mean(x, g0)
     else:
@@ -397,29 +452,15 @@ def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme)
         # The interpolant's noise at each selected index: fresh part since the previous selection
         # of the same chain, then summed along the chain (_carry_noise_forward_).
         noise = scheme.fresh_noise(sel.prev, pos, generator)
-        if additive:
-            # Phi = I: the noise at K is the sum of the increments, so each pair contributes
-            # c g(Y_p) + (its noise increment) to its chain, in one scatter.
-            cumulative = noise.clone()
-            _carry_noise_forward_(cumulative, sel, scheme)
-            x_end = scheme.end_mean_counted(x, g0, sel.counts)
-            M = chain.numel()
-            rows = pair_block_rows(x) or M
-            for p0 in range(0, M, rows):  # blocks of pairs (one block on a GPU)
-                ch, at = chain[p0:p0 + rows], pos[p0:p0 + rows]
-                y = scheme.add_frozen_mean_(cumulative[p0:p0 + rows], x.index_select(0, ch), g0.index_select(0, ch), at)
-                g_y = scheme.evaluate(y, at)
-                x_end.index_add_(0, ch, torch.add(noise[p0:p0 + rows], g_y, alpha=scheme.correction_factor, out=g_y))
-        else:
-            x_end = scheme.end_mean(x, g0)
-            _carry_noise_forward_(noise, sel, scheme)
-            g0c = g0.index_select(0, chain)
-            y = scheme.frozen_mean(x.index_select(0, chain), g0c, pos).add_(noise)
-            delta = scheme.evaluate(y, pos).sub_(g0c)
-            scheme.add_correction(x_end, chain, delta, pos)
-            has = (sel.counts > 0).nonzero().squeeze(-1)
-            last = (sel.start + sel.counts - 1).index_select(0, has)  # each such chain's last pair
-            x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last), sel.pos_last[has],
-                                                     torch.full_like(has, K)))
+        x_end = scheme.end_mean(x, g0)
+        _carry_noise_forward_(noise, sel, scheme)
+        g0c = g0.index_select(0, chain)
+        y = scheme.frozen_mean(x.index_select(0, chain), g0c, pos).add_(noise)
+        delta = scheme.evaluate(y, pos).sub_(g0c)
+        scheme.add_correction(x_end, chain, delta, pos)
+        has = (sel.counts > 0).nonzero().squeeze(-1)
+        last = (sel.start + sel.counts - 1).index_select(0, has)  # each such chain's last pair
+        x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last), sel.pos_last[has],
+                                                 torch.full_like(has, K)))
     scheme.add_fresh_noise_(x_end, sel.pos_last, torch.full_like(sel.pos_last, K), generator)
     return x_end, evals

@@ -239,16 +239,20 @@ def test_carry_equals_the_running_sum_chain_by_chain(scheme):
 
 
 # ----------------------------------------------------------------------------------------------
-# Blocks of pairs on the CPU
+# Blocks of chains on the CPU
 # ----------------------------------------------------------------------------------------------
-def test_pair_blocks_change_only_rounding(monkeypatch):
-    """The additive path's blocks of pairs (forced to 5 rows) give the one-block step's result up
-    to rounding, with the same random draws, and evaluate the drift on whole rows only."""
+def test_chain_blocks_change_only_rounding(monkeypatch):
+    """The additive path's blocks of chains (forced to 5 chains) give the one-block step's result
+    up to rounding, with the same random draws, evaluating the drift on whole rows, on each block
+    of chains and on its own pairs."""
     target = Gaussian.rotated(6, kappa=5.0, seed=1)
     x = torch.randn(3000, 6, generator=make_generator(0, "cpu"), dtype=F64)
-    one, evals_one = plmc.step(make_generator(8, "cpu"), plmc.init(x), target, 0.2, 7)
-    monkeypatch.setattr(poisson, "PAIR_BLOCK_BYTES", 5 * 6 * 8)
-    assert poisson.pair_block_rows(x) == 5
+    monkeypatch.setattr(poisson, "CHAIN_BLOCK_BYTES", 10**9)
+    assert poisson.chain_block_rows(x) >= 3000
+    gen_one = make_generator(8, "cpu")
+    one, evals_one = plmc.step(gen_one, plmc.init(x), target, 0.2, 7)
+    monkeypatch.setattr(poisson, "CHAIN_BLOCK_BYTES", 5 * 6 * 8)
+    assert poisson.chain_block_rows(x) == 5
     shapes = []
 
     class Counting(type(target)):
@@ -258,15 +262,45 @@ def test_pair_blocks_change_only_rounding(monkeypatch):
 
     counting = Counting.__new__(Counting)
     counting.__dict__.update(target.__dict__)
-    blocked, evals_blocked = plmc.step(make_generator(8, "cpu"), plmc.init(x), counting, 0.2, 7)
+    gen_blocked = make_generator(8, "cpu")
+    blocked, evals_blocked = plmc.step(gen_blocked, plmc.init(x), counting, 0.2, 7)
+    assert torch.equal(gen_one.get_state(), gen_blocked.get_state())  # the same draws
     assert torch.equal(evals_one.grad_evals, evals_blocked.grad_evals)
     torch.testing.assert_close(blocked.x, one.x, rtol=1e-12, atol=1e-12)
-    assert shapes[0] == (3000, 6) and all(s[0] <= 5 and s[1] == 6 for s in shapes[1:])
-    assert sum(s[0] for s in shapes[1:]) == int(evals_one.grad_evals.sum()) - 3000
+    assert all(s[1] == 6 for s in shapes)
+    # each of the 600 blocks: b0 on its 5 chains, then (when it has any) its pairs, at most 5 x 6
+    assert 600 < len(shapes) <= 1200 and all(s[0] <= 30 for s in shapes)
+    assert sum(s[0] for s in shapes) == int(evals_one.grad_evals.sum())
 
 
-def test_pair_block_rows_is_one_block_off_the_cpu():
+def test_chain_blocks_match_the_pairs_one_to_one():
+    """Every pair is evaluated in the block of its chain: with one chain per block, the drift
+    calls alternate ``b0`` of one row and that chain's pairs (its number of selections)."""
+    target = Gaussian.rotated(3, kappa=2.0, seed=2)
+    x = torch.randn(40, 3, generator=make_generator(1, "cpu"), dtype=F64)
+    rows = []
+
+    class Counting(type(target)):
+        def grad_potential(self, y):
+            rows.append(y.shape[0])
+            return super().grad_potential(y)
+
+    counting = Counting.__new__(Counting)
+    counting.__dict__.update(target.__dict__)
+    import unittest.mock as mock
+    with mock.patch.object(poisson, "CHAIN_BLOCK_BYTES", 3 * 8):
+        _, info = plmc.step(make_generator(3, "cpu"), plmc.init(x), counting, 0.1, 4)
+    counts = (info.grad_evals - 1).tolist()
+    want = []
+    for c in counts:
+        want.append(1)
+        if c:
+            want.append(c)
+    assert rows == want
+
+
+def test_chain_block_rows_is_one_block_off_the_cpu():
     x = torch.zeros(10, 100, dtype=F64)
-    assert poisson.pair_block_rows(x) == poisson.PAIR_BLOCK_BYTES // 800
+    assert poisson.chain_block_rows(x) == poisson.CHAIN_BLOCK_BYTES // 800
     meta = torch.empty(10, 100, dtype=F64, device="meta")
-    assert poisson.pair_block_rows(meta) is None
+    assert poisson.chain_block_rows(meta) is None
