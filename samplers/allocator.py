@@ -7,9 +7,10 @@ the heap back to the system past a threshold (128 KiB, raised on the fly to at m
 Either way the next step's tensor lands on pages the kernel has to fault in and zero again, one
 4 KiB page at a time.  Measured on 2 cores (``benchmarks/bench_samplers.py``, float64,
 ``d = 100``): with ``10^5`` chains (80 MB per tensor, always a fresh ``mmap``) this setting
-makes LMC 1.6x (float64 noise) to 2.0x ("fast" noise) and PLMC 1.7x to 2.2x faster per
-chain-step; with ``10^4`` chains (8 MB per tensor, which glibc's own adaptive threshold mostly
-keeps in the heap) it gains 0-7%.
+makes LMC 1.5x (float64 noise) to 1.9x ("fast" noise) and PLMC 1.3x to 1.4x faster per
+chain-step (PLMC's engine works through the chains in small blocks, so fewer of its tensors are
+large); with ``10^4`` chains (8 MB per tensor, which glibc's own adaptive threshold mostly keeps
+in the heap) it gains 0-3%.
 
 :func:`tune` sets two ``mallopt`` parameters of the running process so that freed blocks stay
 with the process and are reused:
