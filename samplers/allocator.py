@@ -10,7 +10,7 @@ Either way the next step's tensor lands on pages the kernel has to fault in and 
 makes LMC 1.5x (float64 noise) to 1.9x ("fast" noise) and PLMC 1.3x to 1.4x faster per
 chain-step (PLMC's engine works through the chains in small blocks, so fewer of its tensors are
 large); with ``10^4`` chains (8 MB per tensor, which glibc's own adaptive threshold mostly keeps
-in the heap) it gains 0-3%.
+in the heap) it makes no difference beyond the run-to-run spread (0.91-1.01x).
 
 :func:`tune` sets two ``mallopt`` parameters of the running process so that freed blocks stay
 with the process and are reused:
