@@ -154,12 +154,16 @@ class OverdampedScheme(LinearScheme):
         z = self._randn(x_end.shape[0], generator, x_end.device)
         return x_end.add_(z, alpha=math.sqrt(2.0 * self.h))
 
+    def _frozen_drift_factor(self, i, dtype):
+        # -i h per row, [rows, 1]: the interpolant's drift term at fine index i is -i h g0
+        return (i.to(dtype) * -self.h).unsqueeze(-1)
+
     def frozen_mean(self, x, g0, i):
-        return torch.addcmul(x, (i.to(x.dtype) * -self.h).unsqueeze(-1), g0)
+        return torch.addcmul(x, self._frozen_drift_factor(i, x.dtype), g0)
 
     def frozen_mean_(self, x, g0, i):
         # frozen_mean in place on x (which the engine owns: gathered rows), one pass
-        return x.addcmul_(g0, (i.to(x.dtype) * -self.h).unsqueeze(-1))
+        return x.addcmul_(g0, self._frozen_drift_factor(i, x.dtype))
 
     def _std(self, i, j):
         # sqrt(2h) (S_j - S_i) ~ N(0, 2h (j - i) I), independent of everything up to i.
@@ -171,7 +175,8 @@ class OverdampedScheme(LinearScheme):
         return gaussian(generator, (n, self.target.dim), dtype=self.target.dtype, device=device)
 
     def fresh_noise(self, i, j, generator):
-        return self._randn(j.shape[0], generator, j.device).mul_(self._std(i, j))
+        z, scale = self.fresh_noise_parts(i, j, generator)
+        return z.mul_(scale)
 
     def fresh_noise_parts(self, i, j, generator):
         # fresh_noise(i, j) as (standard normals, per-row scale), the same draws; the engine adds

@@ -273,7 +273,7 @@ def test_chain_blocks_change_only_rounding(monkeypatch):
     assert sum(s[0] for s in shapes) == int(evals_one.grad_evals.sum())
 
 
-def test_chain_blocks_match_the_pairs_one_to_one():
+def test_chain_blocks_match_the_pairs_one_to_one(monkeypatch):
     """Every pair is evaluated in the block of its chain: with one chain per block, the drift
     calls alternate ``b0`` of one row and that chain's pairs (its number of selections)."""
     target = Gaussian.rotated(3, kappa=2.0, seed=2)
@@ -287,9 +287,8 @@ def test_chain_blocks_match_the_pairs_one_to_one():
 
     counting = Counting.__new__(Counting)
     counting.__dict__.update(target.__dict__)
-    import unittest.mock as mock
-    with mock.patch.object(poisson, "CHAIN_BLOCK_BYTES", 3 * 8):
-        _, info = plmc.step(make_generator(3, "cpu"), plmc.init(x), counting, 0.1, 4)
+    monkeypatch.setattr(poisson, "CHAIN_BLOCK_BYTES", 3 * 8)
+    _, info = plmc.step(make_generator(3, "cpu"), plmc.init(x), counting, 0.1, 4)
     counts = (info.grad_evals - 1).tolist()
     want = []
     for c in counts:
