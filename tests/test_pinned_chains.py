@@ -1,0 +1,75 @@
+"""Bit-for-bit pins: the same seeds give the same chains as the recorded run.
+
+``tests/data/pinned_chains.json`` holds the sha256 (first 32 hex digits) of the final states of
+every Langevin sampler in every noise mode, and of every diffusion sampler, under fixed seeds,
+with their gradient / network call counts.  A refactoring that changes any draw or any rounding
+fails here.  The file was written by ``python tests/test_pinned_chains.py --write`` before the
+samplers were reorganised around their descriptors; rewrite it only on purpose, when a change of
+numbers is intended and stated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+PINS = Path(__file__).parent / "data" / "pinned_chains.json"
+
+LANGEVIN_RUNS = [("lmc", {}), ("plmc", {"K": 1}), ("plmc", {"K": 7}), ("plmc", {"K": 1000}),
+                 ("plmc_ref", {"K": 5}), ("rlmc", {}), ("mala", {}), ("ulmc", {}),
+                 ("pulmc", {"K": 6, "friction": 1.5}), ("pulmc_ref", {"K": 4}), ("rulmc", {"friction": 3.0})]
+DIFFUSION_RUNS = [("ddpm_small", {"steps": 20}), ("ddpm_large", {"steps": 20}), ("ddim", {"steps": 20}),
+                  ("dpmpp_2m", {"steps": 10}), ("pm_ddpm_small", {"K": 40}), ("pm_ddpm_large", {"K": 25})]
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:32]
+
+
+def _key(prefix: str, kw: dict) -> str:
+    return prefix + "/" + ",".join(f"{k}={v}" for k, v in sorted(kw.items()))
+
+
+def compute() -> dict:
+    """Every pinned run's ``[digest, count]``, keyed as in the JSON file."""
+    import samplers
+    from samplers import diffusion
+    from targets import DiffusedMixture, DiffusionSchedule, GaussianMixture, make_target
+
+    out = {}
+    targets = (("gaussian", make_target("gaussian", dim=3, kappa=5.0, seed=1)),
+               ("holley_stroock", make_target("holley_stroock", dim=4)))
+    for tname, target in targets:
+        for noise in ("exact", "fast", "vector"):
+            for method, kw in LANGEVIN_RUNS:
+                r = samplers.sample(method, target, 257, 9, 0.07, seed=3, noise=noise, **kw)
+                out[_key(f"{tname}/{noise}/{method}", kw)] = [_digest(r.x), int(r.grad_evals.sum())]
+    dm = DiffusedMixture(GaussianMixture.ring(8, 1.0, 0.1), DiffusionSchedule())
+    xT = torch.randn(129, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for name, kw in DIFFUSION_RUNS:
+        r = diffusion.sample(name, dm, xT.clone(), dm.schedule, seed=4, **kw)
+        out[_key(f"diffusion/{name}", kw)] = [_digest(r.x), float(r.nfe.float().sum())]
+    return out
+
+
+@pytest.fixture(scope="module")
+def computed():
+    return compute()
+
+
+@pytest.mark.parametrize("key", sorted(json.loads(PINS.read_text())))
+def test_chain_is_bit_identical_to_the_pinned_run(key, computed):
+    assert computed[key] == json.loads(PINS.read_text())[key], key
+
+
+def test_every_run_is_pinned(computed):
+    assert sorted(computed) == sorted(json.loads(PINS.read_text()))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    PINS.write_text(json.dumps(compute(), indent=1, sort_keys=True) + "\n")
