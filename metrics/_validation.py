@@ -16,6 +16,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from targets.validation import check_int as check_positive_int
+from targets.validation import check_probability
+
 __all__ = [
     "as_numpy_points",
     "as_torch_points",
@@ -111,11 +114,4 @@ def check_same_dim(x, y, xname: str = "x", yname: str = "y") -> None:
 
 
 def check_level(level: float) -> None:
-    if not (isinstance(level, (float, int)) and 0.0 < float(level) < 1.0):
-        raise ValueError(f"level must be a probability in (0, 1), got {level!r}")
-
-
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    check_probability(level, "level")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import NamedTuple
 
 import torch
+
+from targets.validation import check_int as check_positive_int
+from targets.validation import check_positive
 
 from . import noise as _noise
 
@@ -27,21 +28,7 @@ class StepInfo(NamedTuple):
 
 def check_step_size(step_size) -> float:
     """Return ``step_size`` as a float, or raise ValueError unless it is finite and > 0."""
-    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real):
-        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
-    value = float(step_size)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
-    return value
-
-
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise ValueError unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_positive(step_size, "step_size")
 
 
 #: The largest number of Poisson-midpoint sub-steps ``K``: the engine lays the chains' ``K - 1``

@@ -7,7 +7,7 @@ from .base import SeparableTarget, Target, check_points
 from .gaussian import Gaussian, random_rotation
 from .logistic import LogisticRegression
 from .mixture import GaussianMixture
-from .registry import TARGET_NAMES, make_target
+from .registry import TARGET_NAMES, TARGETS, make_target, register_target
 from .separable import DoubleWell, HolleyStroock, MarginalQuadrature, QuadratureSeparableTarget
 
 __all__ = [
@@ -23,9 +23,11 @@ __all__ = [
     "HolleyStroock",
     "LogisticRegression",
     "TARGET_NAMES",
+    "TARGETS",
+    "register_target",
     "make_target",
 ]
 
-from .diffusion import DiffusedMixture, DiffusionSchedule, random_mixture  # noqa: E402
+from .diffusion import DiffusedMixture, DiffusionSchedule, random_mixture
 
 __all__ += ["DiffusedMixture", "DiffusionSchedule", "random_mixture"]

@@ -39,7 +39,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ._validate import check_int, check_real, check_same_dtype
+from .validation import check_int, check_real, check_same_dtype
 from .base import check_points
 from .mixture import GaussianMixture
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from ._validate import (
+from .validation import (
     as_float64_cpu,
     check_int,
     check_n_samples,
@@ -53,6 +53,8 @@ def random_rotation(dim: int, seed: int) -> torch.Tensor:
 
 def _mean_vector(mean, dim: Optional[int], name: str = "mean") -> torch.Tensor:
     if mean is None:
+        if dim is None:
+            raise ValueError(f"{name}: give a mean or a dimension")
         return torch.zeros(dim, dtype=torch.float64)
     m = as_float64_cpu(mean, name)
     if m.ndim != 1 or (dim is not None and m.shape[0] != dim):

@@ -29,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from ._validate import check_int, check_real, check_same_dtype, resolve_dtype_device
+from .validation import check_int, check_real, check_same_dtype, resolve_dtype_device
 from .base import Target, check_points
 
 __all__ = ["LogisticRegression"]

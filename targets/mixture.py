@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from ._validate import (
+from .validation import (
     as_float64_cpu,
     check_int,
     check_n_samples,

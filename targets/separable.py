@@ -43,7 +43,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ._validate import check_int, check_n_samples, check_real, resolve_dtype_device
+from .validation import check_int, check_n_samples, check_real, resolve_dtype_device
 from .base import SeparableTarget, check_points
 
 __all__ = ["MarginalQuadrature", "QuadratureSeparableTarget", "DoubleWell", "HolleyStroock"]

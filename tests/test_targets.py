@@ -413,7 +413,10 @@ def test_mixture_sampler_moments_and_projection_ks():
     assert stats.kstest(x.numpy()[:20_000] @ v, cdf).pvalue > 1e-3
     # power: the same samples against the wrong weights are rejected
     wrong = np.roll(wn, 1)
-    assert stats.kstest(x.numpy()[:20_000] @ v, lambda t: sum(wrong[j] * stats.norm.cdf(t, locs[j], scales[j]) for j in range(3))).pvalue < 1e-6
+    def wrong_cdf(t):
+        return sum(wrong[j] * stats.norm.cdf(t, locs[j], scales[j]) for j in range(3))
+
+    assert stats.kstest(x.numpy()[:20_000] @ v, wrong_cdf).pvalue < 1e-6
 
 
 def test_mixture_weights_are_normalised_and_validated():
@@ -490,7 +493,8 @@ def test_separable_quadrature_against_scipy_quad(make, v_np):
     torch.testing.assert_close(t.mean, torch.full((2,), t.marginal_moment(1), dtype=F64))
     torch.testing.assert_close(t.cov, var * torch.eye(2, dtype=F64))
     pts = np.linspace(-3.0, 3.0, 13)
-    cdf_ref = np.array([integrate.quad(lambda s: np.exp(-v_np(s)), -np.inf, p, epsabs=0, epsrel=1e-13, limit=1000)[0] for p in pts]) / z
+    cdf_ref = np.array([integrate.quad(lambda s: np.exp(-v_np(s)), -np.inf, p, epsabs=0, epsrel=1e-13, limit=1000)[0]
+                        for p in pts]) / z
     np.testing.assert_allclose(t.marginal_cdf(pts), cdf_ref, atol=1e-10, rtol=0)
     np.testing.assert_allclose(t.marginal_pdf(pts), np.exp(-v_np(pts)) / z, rtol=1e-12)
     # log_prob is the exact normalised product density

@@ -1,6 +1,8 @@
-"""Input checks shared by the targets (private).
+"""The lab's input checks, shared by targets, samplers, metrics and labs.
 
-Every check raises ``ValueError`` with a message that names the offending value.
+Every check returns the normalised value or raises ``ValueError`` with a message that names the
+offending value, before any work starts.  ``targets`` is the package every other one builds on,
+so the checks live here and the other packages import them from ``targets.validation``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import torch
 __all__ = [
     "check_int",
     "check_real",
+    "check_positive",
+    "check_probability",
+    "check_choice",
+    "check_dtype",
+    "check_device",
     "check_n_samples",
     "resolve_dtype_device",
     "as_float64_cpu",
@@ -59,6 +66,48 @@ def check_real(
     return out
 
 
+def check_positive(value, name: str) -> float:
+    """``value`` as a float, or ValueError unless it is a finite real number ``> 0``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out) or out <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return out
+
+
+def check_probability(value, name: str = "level") -> float:
+    """``value`` as a float in the open interval (0, 1), or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a probability in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_choice(value, name: str, known) -> str:
+    """``value`` if it is one of ``known``, else ValueError listing them."""
+    if not isinstance(value, str) or value not in known:
+        raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+    return value
+
+
+def check_dtype(dtype) -> torch.dtype:
+    """``dtype`` if it is a floating ``torch.dtype``, else ValueError."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a ``torch.device``; ValueError for an unknown one, or CUDA without CUDA."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
 def check_n_samples(n) -> int:
     return check_int(n, "n (the number of samples)", minimum=0)
 
@@ -75,8 +124,7 @@ def resolve_dtype_device(dtype, device, *like) -> tuple[torch.dtype, torch.devic
             (v.dtype for v in like if isinstance(v, torch.Tensor) and v.is_floating_point()),
             torch.float64,
         )
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    check_dtype(dtype)
     if device is None:
         device = next((v.device for v in like if isinstance(v, torch.Tensor)), torch.device("cpu"))
     return dtype, torch.device(device)
@@ -123,9 +171,9 @@ def check_spd(cov_raw, cov: torch.Tensor, dim: int, name: str = "cov") -> torch.
     scale = cov.abs().amax(dim=(-2, -1))
     asym = (cov - cov.transpose(-1, -2)).abs().amax(dim=(-2, -1))
     rtol = _input_rtol(cov_raw)
-    bad = asym > rtol * scale
-    if bad.any():
-        i = int(bad.nonzero()[0, 0]) if bad.ndim else None
+    asym_bad = asym > rtol * scale
+    if asym_bad.any():
+        i = int(asym_bad.nonzero()[0, 0]) if asym_bad.ndim else None
         where = "" if i is None else f" (component {i})"
         a = asym.reshape(-1)[0 if i is None else i].item()
         s = scale.reshape(-1)[0 if i is None else i].item()
