@@ -50,7 +50,7 @@ What is measured
     ``[chains, dim]`` float64 state (``8 chains dim`` bytes).  The children run with glibc's
     ``MALLOC_MMAP_THRESHOLD_=65536`` and ``LAB_MALLOC=system`` so that freed tensors leave the RSS
     (see :func:`measure_memory`).  LMC and PLMC are measured again with the tuned allocator that
-    ``import samplers`` sets by default (:mod:`samplers.allocator`): its peak is higher, since
+    the benchmark and the labs opt in to (:mod:`samplers.allocator`): its peak is higher, since
     freed blocks stay with the process and the heap fragments.  A second table runs LMC and PLMC
     (``K = 10^6``) over several ``chains x dim`` sizes: peak memory per state should be flat (linear in ``chains x dim``),
     and flat in ``K``.
@@ -132,7 +132,7 @@ def make_configs(noise_modes=("exact", "fast", "vector")) -> dict:
         suffix = "" if noise == "exact" else f"_{noise}"
         for method, spec in samplers.METHODS.items():
             is_ref = method.endswith("_ref")
-            if spec.takes_K:
+            if spec.takes("K"):
                 for K in ((REF_K,) if is_ref else PLMC_KS):
                     if is_ref and noise != "exact":
                         continue
@@ -236,7 +236,9 @@ def max_rss_mb() -> float:
 def memory_child(args) -> None:
     """Subprocess entry: build, (optionally) sample, print peak RSS as JSON."""
     target, eta, x0 = build(args.target, args.dim, args.chains)
-    import samplers  # noqa: F401  (imported in the baseline too)
+    import samplers
+
+    samplers.allocator.tune()  # as the labs do; LAB_MALLOC (set by measure_memory) decides
 
     before = max_rss_mb()
     if args.memory_child != "baseline":
@@ -260,7 +262,7 @@ def measure_memory(name: str, args, chains=None, dim=None, malloc: str = "system
     # adjustment off) maps every tensor over 64 KiB and unmaps it when freed: RSS follows the
     # live tensors and the peak repeats to within ~1 MiB.  That needs glibc's own settings
     # (``malloc="system"``: LAB_MALLOC=system, see samplers.allocator); ``"tuned"`` measures the
-    # peak with the setting users get by default (freed blocks kept for reuse).
+    # peak with the setting the labs' command lines opt in to (freed blocks kept for reuse).
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
     env["LAB_MALLOC"] = malloc
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=600)
@@ -464,6 +466,7 @@ def system_malloc_worker(args) -> None:
     """Worker process for :class:`SystemMalloc`: times one configuration per request."""
     import samplers
 
+    samplers.allocator.tune()  # LAB_MALLOC=system in this worker: glibc's defaults kept
     torch = _torch()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -605,6 +608,8 @@ def main(argv=None):
     if bj_skip:
         print(f"note: {bj_skip}", file=sys.stderr)
     import samplers
+
+    samplers.allocator.tune()  # opt in, as the labs' command lines do
 
     alloc_names = [n for n in names if configs[n]["method"] in ALLOCATOR_METHODS and configs[n]["K"] in (None, 10**6)]
     sysmalloc, alloc_skip = None, None

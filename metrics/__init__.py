@@ -47,6 +47,6 @@ __all__ = [
 ]
 
 # exact_laws exported below
-from .exact_laws import EXACT_METHODS, ExactLaw, exact_law, law_errors, stationary_law  # noqa: E402
+from .exact_laws import ExactLaw, exact_law, exact_methods, law_errors, stationary_law
 
-__all__ += ["ExactLaw", "exact_law", "stationary_law", "law_errors", "EXACT_METHODS"]
+__all__ += ["ExactLaw", "exact_law", "stationary_law", "law_errors", "exact_methods"]

@@ -27,9 +27,11 @@ Every matrix above is a polynomial in ``A``, so in the eigenbasis of ``A`` (eige
 ``Sigma = P - mu mu^T`` directly (``Sigma' = F∘Sigma + (F - a a^T)∘(mu mu^T) + diag(n)``), which
 is exact and avoids cancellation, at ``O(d^2)`` per step.
 
-The underdamped methods (``ulmc``, ``pulmc``, ``rulmc``) have the same kind of recursions on
-the (position, velocity) pair, in :mod:`metrics.underdamped_laws`; :func:`exact_law` and
-:func:`stationary_law` take them too, with ``friction``.
+Each method's one-step coefficients ``(a, F, noise)`` are its descriptor's ``exact_moments``
+(:mod:`samplers.base`; the formulas above live beside each sampler).  The underdamped methods
+(``ulmc``, ``pulmc``, ``rulmc``) have the same kind of recursions on the (position, velocity)
+pair, in :mod:`metrics.underdamped_laws`; :func:`exact_law` and :func:`stationary_law` take them
+too, with ``friction``.  Any registered method with ``exact_moments`` works here.
 
 What is exact: LMC's law is Gaussian, so its KL and W2 to the target are exact.  PLMC's and
 RLMC's laws are *not* Gaussian; their mean and covariance are exact, and the W2 between the
@@ -40,86 +42,51 @@ laws with given first two moments the Gaussian pair is the closest in W2).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
-from samplers._common import check_K, check_positive_int, check_step_size
+from samplers.base import SamplingAlgorithm, get_method
+from targets.validation import check_int, check_positive
 
 from . import underdamped_laws
-from .underdamped_laws import UNDERDAMPED_METHODS
 
 __all__ = ["ExactLaw", "one_step_coefficients", "exact_law", "stationary_law", "law_errors",
-           "EXACT_METHODS", "mean_grad_evals_per_step"]
-
-EXACT_METHODS = ("lmc", "plmc", "plmc_ref", "rlmc") + UNDERDAMPED_METHODS
+           "exact_methods", "mean_grad_evals_per_step"]
 
 
-def _check_method(method: str, K):
-    if method not in EXACT_METHODS:
-        raise ValueError(f"no exact moment recursion for method {method!r}; known: {', '.join(EXACT_METHODS)}")
-    if method.startswith(("plmc", "pulmc")):
-        return check_K(K)
-    if K is not None:
-        raise ValueError(f"method {method!r} takes no K, got K={K!r}")
-    return None
+def exact_methods() -> tuple[str, ...]:
+    """The registered methods whose law on a Gaussian target has an exact moment recursion."""
+    from samplers import METHODS
+
+    return tuple(name for name, alg in METHODS.items() if alg.exact_moments is not None)
 
 
-def _check_friction(method: str, friction):
-    from samplers.underdamped import DEFAULT_FRICTION, check_friction
-
-    if method in UNDERDAMPED_METHODS:
-        return check_friction(DEFAULT_FRICTION if friction is None else friction)
-    if friction is not None:
-        raise ValueError(f"method {method!r} is overdamped and takes no friction, got friction={friction!r}")
-    return None
-
-
-def mean_grad_evals_per_step(method: str, K: Optional[int] = None) -> float:
-    """Expected gradient evaluations per step (per chain) of ``method``."""
-    K = _check_method(method, K)
-    if method in ("lmc", "ulmc"):
-        return 1.0
-    if method in ("rlmc", "rulmc"):
-        return 2.0
-    return 2.0 - 1.0 / K
+def _resolve(method, K, friction) -> tuple[SamplingAlgorithm, Callable[..., Any], dict]:
+    """The method's descriptor, its one-step moment model and its checked parameters, or
+    ValueError naming what is wrong."""
+    alg = get_method(method)
+    if alg.exact_moments is None:
+        raise ValueError(f"no exact moment recursion for method {alg.name!r}; known: {', '.join(exact_methods())}")
+    return alg, alg.exact_moments, alg.check_params(K=K, friction=friction)
 
 
-def one_step_coefficients(method: str, lam: np.ndarray, step_size: float, K: Optional[int] = None):
+def mean_grad_evals_per_step(method, K: Optional[int] = None, *, friction=None) -> float:
+    """Expected gradient evaluations per step (per chain) of ``method``: its descriptor's."""
+    alg = get_method(method)
+    return alg.mean_evals_per_step(**alg.check_params(K=K, friction=friction))
+
+
+def one_step_coefficients(method, lam: np.ndarray, step_size: float, K: Optional[int] = None):
     """Eigenbasis coefficients ``(a [d], F [d, d], noise [d])`` of one step (module docstring).
 
     ``lam`` are the eigenvalues of the target's precision ``A``.
     """
-    K = _check_method(method, K)
-    if method in UNDERDAMPED_METHODS:
-        raise ValueError(f"{method} acts on (position, velocity): see metrics.underdamped_laws.step_model")
-    eta = check_step_size(step_size)
-    lam = np.asarray(lam, dtype=np.float64)
-    m = 1.0 - eta * lam
-    l2 = lam**2
-    if method == "lmc":
-        a = m
-        F = np.outer(m, m)
-        noise = np.full_like(lam, 2.0 * eta)
-    elif method == "rlmc":
-        a = m + 0.5 * eta**2 * l2
-        F = np.outer(m, m) + 0.5 * eta**2 * (np.outer(l2, m) + np.outer(m, l2)) + eta**4 / 3.0 * np.outer(l2, l2)
-        noise = eta * m**2 + eta
-    else:
-        h = eta / K
-        p = 1.0 / K
-        n = K - 1
-        c = eta * h
-        s1 = n * (n + 1) / 2.0
-        s2 = n * (n + 1) * (2 * n + 1) / 6.0
-        ER = p * s1
-        ER2 = p * (1.0 - p) * s2 + ER**2
-        tau = p**2 * s2 + p * (1.0 - p) * s1
-        a = m + c * ER * l2
-        F = np.outer(m, m) + c * ER * (np.outer(l2, m) + np.outer(m, l2)) + c**2 * ER2 * np.outer(l2, l2)
-        noise = 2.0 * h * (eta**2 * tau * l2 - eta * (K - 1) * lam + K)
-    return a, F, noise
+    alg, moments, params = _resolve(method, K, None)
+    if alg.velocities:
+        raise ValueError(f"{alg.name} acts on (position, velocity): see metrics.underdamped_laws.step_model")
+    return moments(lam, check_positive(step_size, "step_size"), **params)
 
 
 def _spectral(target):
@@ -175,28 +142,28 @@ def exact_law(method: str, target, n_steps: int, step_size: float, K: Optional[i
     Underdamped methods take ``friction`` and an independent velocity start ``N(v_mean0, v_cov0)``
     (default ``N(0, I)``, their stationary law, as in :func:`samplers.sample`).
     """
-    K = _check_method(method, K)
-    friction = _check_friction(method, friction)
-    step_size = check_step_size(step_size)
-    n_steps = check_positive_int(n_steps, "n_steps", 0)
+    alg, moments, params = _resolve(method, K, friction)
+    step_size = check_positive(step_size, "step_size")
+    n_steps = check_int(n_steps, "n_steps", 0)
     if record_every is not None:
-        record_every = check_positive_int(record_every, "record_every", 1)
+        record_every = check_int(record_every, "record_every", 1)
     lam, Q, m_target = _spectral(target)
     d = lam.shape[0]
     mu0 = _start(mean0, np.zeros(d), (d,), "mean0")
     S0 = _start(cov0, np.eye(d), (d, d), "cov0")
-    per_step = mean_grad_evals_per_step(method, K)
-    if method in UNDERDAMPED_METHODS:
+    per_step = alg.mean_evals_per_step(**params)
+    K, friction, gaussian = params.get("K"), params.get("friction"), alg.gaussian_law(**params)
+    if alg.velocities:
         vm0 = _start(v_mean0, np.zeros(d), (d,), "v_mean0")
         vS0 = _start(v_cov0, np.eye(d), (d, d), "v_cov0")
-        model = underdamped_laws.step_model(method, step_size, friction, K)
+        model = moments(step_size, **params)
         mom = underdamped_laws.run_moments(model, lam, Q, m_target, n_steps, mu0, S0, vm0, vS0, record_every)
-        return ExactLaw(method, step_size, K, mom.steps, mom.steps * per_step, mom.means, mom.covs,
-                        gaussian=(method == "ulmc" or K == 1), friction=friction, v_means=mom.v_means,
+        return ExactLaw(alg.name, step_size, K, mom.steps, mom.steps * per_step, mom.means, mom.covs,
+                        gaussian=gaussian, friction=friction, v_means=mom.v_means,
                         v_covs=mom.v_covs, cross_covs=mom.cross_covs)
     if v_mean0 is not None or v_cov0 is not None:
-        raise ValueError(f"method {method!r} is overdamped and has no velocities (v_mean0/v_cov0)")
-    a, F, noise = one_step_coefficients(method, lam, step_size, K)
+        raise ValueError(f"method {alg.name!r} has no velocities (v_mean0/v_cov0)")
+    a, F, noise = moments(lam, step_size, **params)
     G = F - np.outer(a, a)
     mu = Q.T @ (mu0 - m_target)
     S = Q.T @ S0 @ Q
@@ -215,9 +182,9 @@ def exact_law(method: str, target, n_steps: int, step_size: float, K: Optional[i
         mu = a * mu
         if (record_every is not None and k % record_every == 0) or k == n_steps:
             record(k)
-    steps = np.asarray(steps)
-    return ExactLaw(method, float(step_size), K, steps, steps * per_step,
-                    np.stack(means), np.stack(covs), gaussian=(method == "lmc"))
+    steps_arr = np.asarray(steps)
+    return ExactLaw(alg.name, float(step_size), K, steps_arr, steps_arr * per_step,
+                    np.stack(means), np.stack(covs), gaussian=gaussian)
 
 
 def stationary_law(method: str, target, step_size: float, K: Optional[int] = None, *, friction=None,
@@ -228,16 +195,14 @@ def stationary_law(method: str, target, step_size: float, K: Optional[int] = Non
     joint ones, ``(mean [2d], cov [2d, 2d])`` ordered (positions, velocities).
     Raises ValueError if the step size makes the second moments unstable (``F_kk >= 1``).
     """
-    K = _check_method(method, K)
-    friction = _check_friction(method, friction)
-    step_size = check_step_size(step_size)
+    alg, moments, params = _resolve(method, K, friction)
+    step_size = check_positive(step_size, "step_size")
     lam, Q, m_target = _spectral(target)
-    if method in UNDERDAMPED_METHODS:
+    if alg.velocities:
         try:
-            blocks = underdamped_laws.stationary_blocks(
-                underdamped_laws.step_model(method, step_size, friction, K), lam)
+            blocks = underdamped_laws.stationary_blocks(moments(step_size, **params), lam)
         except ValueError as exc:
-            raise ValueError(f"step_size={step_size} is unstable for {method} with friction={friction} "
+            raise ValueError(f"step_size={step_size} is unstable for {alg.name} with friction={params['friction']} "
                              f"on this target: {exc}") from exc
         cov_u = (Q * blocks[:, 0, 0]) @ Q.T
         if not velocities:
@@ -249,11 +214,11 @@ def stationary_law(method: str, target, step_size: float, K: Optional[int] = Non
         cov[d:, d:] = (Q * blocks[:, 1, 1]) @ Q.T
         return np.concatenate([m_target, np.zeros(d)]), cov
     if velocities:
-        raise ValueError(f"method {method!r} is overdamped and has no velocities")
-    a, F, noise = one_step_coefficients(method, lam, step_size, K)
+        raise ValueError(f"method {alg.name!r} has no velocities")
+    a, F, noise = moments(lam, step_size, **params)
     f = np.diag(F)
     if np.any(np.abs(a) >= 1.0) or np.any(f >= 1.0):
-        raise ValueError(f"step_size={step_size} is unstable for {method} on this target "
+        raise ValueError(f"step_size={step_size} is unstable for {alg.name} on this target "
                          f"(largest precision eigenvalue {lam.max():.4g})")
     var = noise / (1.0 - f)
     return m_target.copy(), (Q * var) @ Q.T
@@ -271,7 +236,7 @@ def law_errors(law: ExactLaw, target) -> dict:
 
     m_t = target.mean.detach().cpu().to(torch.float64)
     S_t = target.cov.detach().cpu().to(torch.float64)
-    out = {"w2": [], "kl": [], "mean_error": [], "cov_error": []}
+    out: dict[str, list] = {"w2": [], "kl": [], "mean_error": [], "cov_error": []}
     for mu, S in zip(law.means, law.covs):
         mu_t, S_ = torch.from_numpy(mu), torch.from_numpy(0.5 * (S + S.T))
         out["w2"].append(float(w2_gaussian(mu_t, S_, m_t, S_t)))

@@ -70,7 +70,7 @@ def _block_moments(
             idx = torch.arange(e - s, device=device)
             K[idx, idx + s] = 0.0
         row[s:e] = K.sum(dim=1)
-        if not same:
+        if col is not None:
             col += K.sum(dim=0)
         sumsq += K.square_().sum()
         del K

@@ -29,7 +29,7 @@ float64), which is faster than a tree in high dimension.
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
@@ -132,7 +132,7 @@ def kl_knn_to_density(x, log_prob: Union[Callable, object], k: int = 1, level: f
     xa = as_numpy_points(x, "x", min_rows=k + 1)
     n, d = xa.shape
     if hasattr(log_prob, "log_prob"):
-        target = log_prob
+        target: Any = log_prob
         tdim = getattr(target, "dim", d)
         if tdim != d:
             raise ValueError(f"kl_knn_to_density: x has dimension {d}, the target {tdim}")

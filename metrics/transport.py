@@ -189,13 +189,13 @@ def _per_projection_w2sq(x, y, proj: np.ndarray, chunk_elems: int = 2**25) -> np
             per[s : s + step] = ((xs - ys) ** 2).mean(axis=1)
         return per
     P = torch.from_numpy(proj).to(device=x.device, dtype=torch.float64)
-    per = torch.empty(P.shape[1], dtype=torch.float64, device=x.device)
+    per_t = torch.empty(P.shape[1], dtype=torch.float64, device=x.device)
     step = max(1, chunk_elems // n)
     for s in range(0, P.shape[1], step):
-        xs = torch.sort(x @ P[:, s : s + step], dim=0).values
-        ys = torch.sort(y @ P[:, s : s + step], dim=0).values
-        per[s : s + step] = ((xs - ys) ** 2).mean(dim=0)
-    return per.cpu().numpy()
+        xs_t = torch.sort(x @ P[:, s : s + step], dim=0).values
+        ys_t = torch.sort(y @ P[:, s : s + step], dim=0).values
+        per_t[s : s + step] = ((xs_t - ys_t) ** 2).mean(dim=0)
+    return per_t.cpu().numpy()
 
 
 def sliced_w2(

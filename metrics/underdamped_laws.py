@@ -51,10 +51,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["UNDERDAMPED_METHODS", "StepModel", "step_model", "propagate", "stationary_blocks",
+__all__ = ["StepModel", "step_model", "ulmc_model", "pulmc_model", "rulmc_model", "propagate", "stationary_blocks",
            "UnderdampedMoments"]
 
-UNDERDAMPED_METHODS = ("ulmc", "pulmc", "pulmc_ref", "rulmc")
 _GL_NODES = 48
 _E1 = np.array([1.0, 0.0])
 
@@ -120,8 +119,21 @@ def _outer_tensor(X: np.ndarray, Y: np.ndarray, w) -> np.ndarray:
     return np.einsum("i,ipc,iqe->pcqe", np.broadcast_to(w, X.shape[:1]), X, Y)
 
 
-def step_model(method: str, step_size: float, friction: float, K=None) -> StepModel:
-    """The :class:`StepModel` of one step of ``method`` (``ulmc``, ``pulmc``, ``rulmc``)."""
+def step_model(method, step_size: float, friction: float, K=None) -> StepModel:
+    """The :class:`StepModel` of one step of ``method`` (a registered underdamped method's name or
+    descriptor): its ``exact_moments``."""
+    from samplers.base import get_method
+
+    alg = get_method(method)
+    if not alg.velocities or alg.exact_moments is None:
+        raise ValueError(f"method {alg.name!r} has no underdamped exact moment model")
+    params = alg.check_params(K=K, friction=friction)
+    return alg.exact_moments(step_size, **params)
+
+
+def _ulmc_parts(step_size: float, friction: float):
+    """``(eta, gamma, Cbar, T, V, A_eta, G_eta)``: the model's arrays with the parts every method
+    shares filled in (``Cbar[0] = A(eta)``, ``V[0] = Sigma(eta)``), and ``A(eta)``, ``G(eta)``."""
     eta, gamma = float(step_size), float(friction)
     Cbar = np.zeros((3, 2, 2))
     T = np.zeros((3, 3, 2, 2, 2, 2))
@@ -130,74 +142,89 @@ def step_model(method: str, step_size: float, friction: float, K=None) -> StepMo
     A_eta, G_eta, S_eta = _A(ce), _G(ce), _Sigma(ce)
     Cbar[0] = A_eta
     V[0] = S_eta
-    if method == "ulmc" or (method in ("pulmc", "pulmc_ref") and K == 1):
-        Cbar[1] = -np.outer(G_eta, _E1)
-        return StepModel(Cbar, T, V)
-    if method in ("pulmc", "pulmc_ref"):
-        K = int(K)
-        if gamma * eta > 300.0:
-            raise ValueError(f"friction * step_size = {gamma * eta:.4g} is too large for the exact PULMC law")
-        h = eta / K
-        i = np.arange(1, K)
-        ci = _ou(i * h, gamma)                 # at i h: the interpolant after i fine steps
-        cr = _ou((K - 1 - i) * h, gamma)       # from i+1 to K
-        ck = _ou((K - i) * h, gamma)           # from i to K
-        ch = _ou(h, gamma)
-        Gh = _G(ch)
-        omega = -np.einsum("ipq,q->ip", _A(cr), Gh)                     # [K-1, 2]
-        alpha = np.stack([np.zeros(K - 1), ci["a"]], axis=-1)
-        beta = np.stack([-ci["c_u"], np.zeros(K - 1)], axis=-1)
-        C1 = np.einsum("ip,iq->ipq", omega, alpha)
-        C2 = np.einsum("ip,iq->ipq", omega, beta)
-        Cbar[1] = -np.outer(G_eta, _E1) + C1.sum(0)
-        Cbar[2] = C2.sum(0)
-        Cs = {1: C1, 2: C2}
-        for a in (1, 2):
-            for b in (1, 2):
-                T[a, b] = (K - 1) * _outer_tensor(Cs[a], Cs[b], 1.0)
-        s_uu, s_uv = ci["s_uu"], ci["s_uv"]
-        # Cov(xi_K, n_i) = A((K-i)h) Sigma(ih) e1
-        cov_K_n = np.stack([s_uu + ck["a"] * s_uv, ck["E"] * s_uv], axis=-1)
-        cov_K_S = np.einsum("ip,iq->pq", cov_K_n, omega)
-        # Var S = sum_i s_uu(ih) w_i w_i^T + sum_{i<j} (w_i w_j^T + w_j w_i^T) Cov(n_i, n_j),
-        # Cov(n_i, n_j) = s_uu(ih) + a((j-i)h) s_uv(ih) = (s_uu + s_uv/gamma) - (s_uv/gamma) E^{j-i}.
-        E = float(ch["E"])
-        suf = np.cumsum(omega[::-1], axis=0)[::-1]
-        suf = np.concatenate([suf[1:], np.zeros((1, 2))])               # sum_{j > i} omega_j
-        scale = E ** (np.arange(1, K) - (K - 1))                         # E^{j - (K-1)}, <= e^{gamma eta}
-        sufE = np.cumsum((omega * scale[:, None])[::-1], axis=0)[::-1]
-        sufE = np.concatenate([sufE[1:], np.zeros((1, 2))]) / scale[:, None]   # sum_{j>i} omega_j E^{j-i}
-        inner = (s_uu + s_uv / gamma)[:, None] * suf - (s_uv / gamma)[:, None] * sufE
-        cross = np.einsum("ip,iq->pq", omega, inner)
-        var_S = np.einsum("i,ip,iq->pq", s_uu, omega, omega) + cross + cross.T
-        V[1] = cov_K_S + cov_K_S.T
-        V[2] = var_S + (K - 1) * np.einsum("i,ip,iq->pq", s_uu, omega, omega)
-        return StepModel(Cbar, T, V)
-    if method == "rulmc":
-        x, w = np.polynomial.legendre.leggauss(_GL_NODES)
-        tau = 0.5 * eta * (x + 1.0)
-        w = 0.5 * w
-        cm = _ou(tau, gamma)          # midpoint: the path up to tau
-        cr = _ou(eta - tau, gamma)    # the rest of the step
-        r = eta * np.stack([cr["a"], cr["E"]], axis=-1)                          # [Q, 2]
-        C1 = -np.einsum("ip,iq->ipq", r, np.stack([np.ones_like(tau), cm["a"]], axis=-1))
-        C2 = np.einsum("ip,iq->ipq", r, np.stack([cm["c_u"], np.zeros_like(tau)], axis=-1))
-        C0 = np.broadcast_to(A_eta, C1.shape)
-        Cs = (C0, C1, C2)
-        means = [np.einsum("i,ipq->pq", w, C) for C in Cs]
-        Cbar[:] = np.stack(means)
-        for a in range(3):
-            for b in range(3):
-                T[a, b] = _outer_tensor(Cs[a], Cs[b], w) - np.einsum("pc,qe->pcqe", means[a], means[b])
-        Sm, Ar = _Sigma(cm), _A(cr)
-        # noise given tau: N Sigma(tau) N^T + Sigma(eta - tau), N = A(eta - tau) - lam r e1^T;
-        # its lam^0 part is A Sigma(tau) A^T + Sigma(eta - tau) = Sigma(eta) (Markov property).
-        SAt = np.einsum("ipq,irq->ipr", Sm, Ar)                                  # Sigma(tau) A^T
-        lin = -np.einsum("i,ip,iq->pq", w, r, SAt[:, 0, :])
-        V[1] = lin + lin.T
-        V[2] = np.einsum("i,i,ip,iq->pq", w, cm["s_uu"], r, r)
-        return StepModel(Cbar, T, V)
-    raise ValueError(f"unknown underdamped method {method!r}; known: {', '.join(UNDERDAMPED_METHODS)}")
+    return eta, gamma, Cbar, T, V, A_eta, G_eta
+
+
+def ulmc_model(step_size: float, friction: float) -> StepModel:
+    """ULMC: a deterministic ``M``, so the law stays Gaussian."""
+    _, _, Cbar, T, V, _, G_eta = _ulmc_parts(step_size, friction)
+    Cbar[1] = -np.outer(G_eta, _E1)
+    return StepModel(Cbar, T, V)
+
+
+def pulmc_model(step_size: float, friction: float, K: int) -> StepModel:
+    """PULMC with ``K`` fine steps (``K = 1`` is ULMC)."""
+    K = int(K)
+    if K == 1:
+        return ulmc_model(step_size, friction)
+    eta, gamma, Cbar, T, V, _, G_eta = _ulmc_parts(step_size, friction)
+    if gamma * eta > 300.0:
+        raise ValueError(f"friction * step_size = {gamma * eta:.4g} is too large for the exact PULMC law")
+    h = eta / K
+    i = np.arange(1, K)
+    ci = _ou(i * h, gamma)                 # at i h: the interpolant after i fine steps
+    cr = _ou((K - 1 - i) * h, gamma)       # from i+1 to K
+    ck = _ou((K - i) * h, gamma)           # from i to K
+    ch = _ou(h, gamma)
+    Gh = _G(ch)
+    omega = -np.einsum("ipq,q->ip", _A(cr), Gh)                     # [K-1, 2]
+    alpha = np.stack([np.zeros(K - 1), ci["a"]], axis=-1)
+    beta = np.stack([-ci["c_u"], np.zeros(K - 1)], axis=-1)
+    C1 = np.einsum("ip,iq->ipq", omega, alpha)
+    C2 = np.einsum("ip,iq->ipq", omega, beta)
+    Cbar[1] = -np.outer(G_eta, _E1) + C1.sum(0)
+    Cbar[2] = C2.sum(0)
+    Cs = {1: C1, 2: C2}
+    for a in (1, 2):
+        for b in (1, 2):
+            T[a, b] = (K - 1) * _outer_tensor(Cs[a], Cs[b], 1.0)
+    s_uu, s_uv = ci["s_uu"], ci["s_uv"]
+    # Cov(xi_K, n_i) = A((K-i)h) Sigma(ih) e1
+    cov_K_n = np.stack([s_uu + ck["a"] * s_uv, ck["E"] * s_uv], axis=-1)
+    cov_K_S = np.einsum("ip,iq->pq", cov_K_n, omega)
+    # Var S = sum_i s_uu(ih) w_i w_i^T + sum_{i<j} (w_i w_j^T + w_j w_i^T) Cov(n_i, n_j),
+    # Cov(n_i, n_j) = s_uu(ih) + a((j-i)h) s_uv(ih) = (s_uu + s_uv/gamma) - (s_uv/gamma) E^{j-i}.
+    E = float(ch["E"])
+    suf = np.cumsum(omega[::-1], axis=0)[::-1]
+    suf = np.concatenate([suf[1:], np.zeros((1, 2))])               # sum_{j > i} omega_j
+    scale = E ** (np.arange(1, K) - (K - 1))                         # E^{j - (K-1)}, <= e^{gamma eta}
+    sufE = np.cumsum((omega * scale[:, None])[::-1], axis=0)[::-1]
+    sufE = np.concatenate([sufE[1:], np.zeros((1, 2))]) / scale[:, None]   # sum_{j>i} omega_j E^{j-i}
+    inner = (s_uu + s_uv / gamma)[:, None] * suf - (s_uv / gamma)[:, None] * sufE
+    cross = np.einsum("ip,iq->pq", omega, inner)
+    var_S = np.einsum("i,ip,iq->pq", s_uu, omega, omega) + cross + cross.T
+    V[1] = cov_K_S + cov_K_S.T
+    V[2] = var_S + (K - 1) * np.einsum("i,ip,iq->pq", s_uu, omega, omega)
+    return StepModel(Cbar, T, V)
+
+
+def rulmc_model(step_size: float, friction: float) -> StepModel:
+    """RULMC: expectations over the midpoint by Gauss–Legendre quadrature."""
+    eta, gamma, Cbar, T, V, A_eta, _ = _ulmc_parts(step_size, friction)
+    x, w = np.polynomial.legendre.leggauss(_GL_NODES)
+    tau = 0.5 * eta * (x + 1.0)
+    w = 0.5 * w
+    cm = _ou(tau, gamma)          # midpoint: the path up to tau
+    cr = _ou(eta - tau, gamma)    # the rest of the step
+    r = eta * np.stack([cr["a"], cr["E"]], axis=-1)                          # [Q, 2]
+    C1 = -np.einsum("ip,iq->ipq", r, np.stack([np.ones_like(tau), cm["a"]], axis=-1))
+    C2 = np.einsum("ip,iq->ipq", r, np.stack([cm["c_u"], np.zeros_like(tau)], axis=-1))
+    C0 = np.broadcast_to(A_eta, C1.shape)
+    Cs = (C0, C1, C2)
+    means = [np.einsum("i,ipq->pq", w, C) for C in Cs]
+    Cbar[:] = np.stack(means)
+    for a in range(3):
+        for b in range(3):
+            T[a, b] = _outer_tensor(Cs[a], Cs[b], w) - np.einsum("pc,qe->pcqe", means[a], means[b])
+    Sm, Ar = _Sigma(cm), _A(cr)
+    # noise given tau: N Sigma(tau) N^T + Sigma(eta - tau), N = A(eta - tau) - lam r e1^T;
+    # its lam^0 part is A Sigma(tau) A^T + Sigma(eta - tau) = Sigma(eta) (Markov property).
+    SAt = np.einsum("ipq,irq->ipr", Sm, Ar)                                  # Sigma(tau) A^T
+    lin = -np.einsum("i,ip,iq->pq", w, r, SAt[:, 0, :])
+    V[1] = lin + lin.T
+    V[2] = np.einsum("i,i,ip,iq->pq", w, cm["s_uu"], r, r)
+    return StepModel(Cbar, T, V)
+
 
 
 def propagate(model: StepModel, lam: np.ndarray, mu: np.ndarray, Sigma: np.ndarray, extra=None):
@@ -254,7 +281,7 @@ def run_moments(model: StepModel, lam, Q, m_target, n_steps: int, mean0, cov0, v
     Sigma[:, :, 0, 0] = Q.T @ cov0 @ Q
     Sigma[:, :, 1, 1] = Q.T @ v_cov0 @ Q
     extra = model.extra(lam, lam)
-    rec = {k: [] for k in ("steps", "means", "covs", "v_means", "v_covs", "cross_covs")}
+    rec: dict[str, list] = {k: [] for k in ("steps", "means", "covs", "v_means", "v_covs", "cross_covs")}
 
     def record(k):
         rec["steps"].append(k)

@@ -27,11 +27,14 @@ block), so the peak resident size of a sampler run is higher.  Measured at ``10^
 7.1-7.6 ``[n, d]`` float64 states against 4.1-4.6 when every freed tensor is unmapped at once,
 PLMC 9.3-10.7 against 7.4.
 
-``import samplers`` calls :func:`tune` once.  Set the environment variable ``LAB_MALLOC=system``
-before the import to keep glibc's defaults (where memory is tighter than time); any other value
-than ``tuned`` or ``system`` is refused.  Elsewhere (not Linux, or not glibc, e.g. musl) it does
-nothing.  ``benchmarks/bench_samplers.py`` measures both settings in the same run (its
-``allocator`` section).
+Opt-in: nothing happens at ``import samplers``.  The labs' command lines (``python -m
+labs.rate_sweep``, ``python -m labs.diffusion_sweep``) and ``benchmarks/bench_samplers.py`` call
+:func:`tune` once when they start; a script or notebook that wants the same speed calls
+``samplers.allocator.tune()`` itself.  Set the environment variable ``LAB_MALLOC=system`` to make
+:func:`tune` keep glibc's defaults (where memory is tighter than time); any other value than
+``tuned`` or ``system`` is refused when :func:`tune` runs.  Elsewhere (not Linux, or not glibc,
+e.g. musl) it does nothing.  ``benchmarks/bench_samplers.py`` measures both settings in the same
+run (its ``allocator`` section); docs/performance.md has the tables.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _glibc():
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018  (AttributeError on musl and others)
+        _ = libc.gnu_get_libc_version  # AttributeError on musl and others
         libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         libc.mallopt.restype = ctypes.c_int
     except (OSError, AttributeError):

@@ -8,39 +8,14 @@ from typing import Callable, Optional
 
 import torch
 
-from . import lmc, mala, plmc, rlmc, underdamped
-from ._common import check_K, check_positive_int, check_step_size, nonfinite_rows
+from targets.validation import check_device, check_dtype, check_int
+
+from . import lmc, mala, plmc, rlmc, underdamped  # noqa: F401  (register the methods, in this order)
+from ._common import check_step_size, nonfinite_rows
+from .base import METHODS, SamplingAlgorithm, get_method
 from .noise import check_noise
 
 __all__ = ["METHODS", "SampleResult", "sample", "make_generator"]
-
-
-@dataclass(frozen=True)
-class _Method:
-    init: Callable
-    step: Callable
-    takes_K: bool
-    description: str
-    underdamped: bool = False
-
-
-METHODS: dict[str, _Method] = {
-    "lmc": _Method(lmc.init, lmc.step, False, "Langevin Monte Carlo (Euler–Maruyama), 1 gradient/step"),
-    "plmc": _Method(plmc.init, plmc.step, True,
-                    "Poisson-midpoint LMC, K-independent sampling, 2 - 1/K gradients/step on average"),
-    "plmc_ref": _Method(plmc.init, plmc.step_reference, True,
-                        "Poisson-midpoint LMC, plain loop over K fine steps (reference, O(K) time)"),
-    "rlmc": _Method(rlmc.init, rlmc.step, False, "randomized midpoint LMC (Shen & Lee), 2 gradients/step"),
-    "mala": _Method(mala.init, mala.step, False, "Metropolis-adjusted Langevin, 1 gradient/step (+1 at start)"),
-    "ulmc": _Method(underdamped.init, underdamped.ulmc_step, False,
-                    "underdamped Langevin, exponential integrator, 1 gradient/step", True),
-    "pulmc": _Method(underdamped.init, underdamped.pulmc_step, True,
-                     "Poisson-midpoint ULMC, K-independent sampling, 2 - 1/K gradients/step on average", True),
-    "pulmc_ref": _Method(underdamped.init, underdamped.pulmc_step_reference, True,
-                         "Poisson-midpoint ULMC, plain loop over K fine steps (reference, O(K) time)", True),
-    "rulmc": _Method(underdamped.init, underdamped.rulmc_step, False,
-                     "underdamped randomized midpoint (Shen & Lee, Algorithm 1), 2 gradients/step", True),
-}
 
 
 @dataclass
@@ -58,7 +33,7 @@ class SampleResult:
     trace_v:     the same for velocities (underdamped methods only).
     trace_steps: step index of each record.
     trace_grad_evals: ``[n_records, n_chains]`` cumulative gradient evaluations at each record.
-    acceptance:  mean acceptance rate per chain (MALA only).
+    acceptance:  mean acceptance rate per chain (Metropolis-adjusted methods only, e.g. MALA).
     settings:    the arguments that produced this result.
     """
 
@@ -88,22 +63,6 @@ def make_generator(seed: int, device, noise: str = "exact") -> torch.Generator:
     return _make(seed, device, noise)
 
 
-def _check_dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return dtype
-
-
-def _check_device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
 def _check_start(x0, name: str, n_chains: int, d: int, dtype, device):
     """``x0`` as ``[n_chains, d]`` (a ``[d]`` start is broadcast), or ValueError naming what is wrong."""
     if x0 is None:
@@ -124,14 +83,12 @@ def _check_start(x0, name: str, n_chains: int, d: int, dtype, device):
 
 
 def sample(
-    method: str,
+    method,
     target,
     n_chains: int,
     n_steps: int,
     step_size: float,
     *,
-    K: Optional[int] = None,
-    friction: Optional[float] = None,
     x0: Optional[torch.Tensor] = None,
     v0: Optional[torch.Tensor] = None,
     seed: int = 0,
@@ -140,17 +97,19 @@ def sample(
     record_every: Optional[int] = None,
     callback: Optional[Callable] = None,
     noise: str = "exact",
+    **params,
 ) -> SampleResult:
     """Run ``n_chains`` independent chains of ``method`` for ``n_steps`` steps of ``step_size``.
 
-    method:       one of :data:`METHODS`: overdamped ``"lmc"``, ``"plmc"``, ``"plmc_ref"``,
-                  ``"rlmc"``, ``"mala"``; underdamped ``"ulmc"``, ``"pulmc"``, ``"pulmc_ref"``,
-                  ``"rulmc"`` (see :mod:`samplers.underdamped`).
+    method:       a registered method's name (:data:`METHODS`: overdamped ``"lmc"``, ``"plmc"``,
+                  ``"plmc_ref"``, ``"rlmc"``, ``"mala"``; underdamped ``"ulmc"``, ``"pulmc"``,
+                  ``"pulmc_ref"``, ``"rulmc"``) or a :class:`samplers.base.SamplingAlgorithm`.
     target:       a :class:`targets.Target`; it is converted to ``device`` / ``dtype``.
-    K:            Poisson-midpoint sub-steps (``"plmc"``, ``"plmc_ref"``, ``"pulmc"``,
-                  ``"pulmc_ref"`` only; required there).
-    friction:     ``gamma`` of the underdamped methods (default
-                  :data:`samplers.underdamped.DEFAULT_FRICTION` = 2); refused for the others.
+    params:       the method's own parameters, checked by its descriptor: ``K`` (Poisson-midpoint
+                  sub-steps, required by ``"plmc"``, ``"plmc_ref"``, ``"pulmc"``,
+                  ``"pulmc_ref"``), ``friction`` (``gamma`` of the underdamped methods, default
+                  :data:`samplers.underdamped.DEFAULT_FRICTION` = 2).  A parameter the method
+                  does not take is refused.
     x0:           ``[n_chains, d]`` or ``[d]`` start on ``device`` with ``dtype``.  Default: i.i.d.
                   ``N(0, I_d)`` draws from the run's generator (the same for every method with
                   the same seed, so methods start from the same points).
@@ -170,63 +129,48 @@ def sample(
                   modes within their standard errors (``tests/test_noise.py``).  ``"vector"``:
                   the exact mode's law (Box–Muller on float64 uniforms) computed vectorized,
                   about 2x cheaper than float64 ``randn`` on the CPU, different numbers.
-                  Uniform draws are float64 in every mode.  The step functions receive a generator carrying
-                  the mode, so every method honours it; ``x0``/``v0`` are drawn exactly.
+                  Uniform draws are float64 in every mode.  The kernels receive a generator
+                  carrying the mode, so every method honours it; ``x0``/``v0`` are drawn exactly.
 
-    All inputs are checked before any work; a bad one raises ValueError naming it.  Chains whose
-    state becomes non-finite are flagged in ``result.diverged`` and a warning says how many.
+    All inputs are checked, and the method's kernel is built, before any work; a bad input
+    raises ValueError naming it.  Chains whose state becomes non-finite are flagged in
+    ``result.diverged`` and a warning says how many.
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
-    spec = METHODS[method]
-    n_chains = check_positive_int(n_chains, "n_chains", 1)
-    n_steps = check_positive_int(n_steps, "n_steps", 0)
+    alg: SamplingAlgorithm = get_method(method)
+    n_chains = check_int(n_chains, "n_chains", 1)
+    n_steps = check_int(n_steps, "n_steps", 0)
     step_size = check_step_size(step_size)
-    if spec.takes_K:
-        K = check_K(K)
-    elif K is not None:
-        raise ValueError(f"method {method!r} takes no K, got K={K!r}")
-    if spec.underdamped:
-        friction = underdamped.check_friction(underdamped.DEFAULT_FRICTION if friction is None else friction)
-    elif friction is not None:
-        raise ValueError(f"method {method!r} is overdamped and takes no friction, got friction={friction!r}")
-    if v0 is not None and not spec.underdamped:
-        raise ValueError(f"method {method!r} is overdamped and takes no v0")
+    params = alg.check_params(**params)
+    if v0 is not None and not alg.velocities:
+        raise ValueError(f"method {alg.name!r} has no velocities and takes no v0")
     if record_every is not None:
-        record_every = check_positive_int(record_every, "record_every", 1)
+        record_every = check_int(record_every, "record_every", 1)
     noise = check_noise(noise)
-    dtype = _check_dtype(dtype)
-    device = _check_device(device)
+    dtype = check_dtype(dtype)
+    device = check_device(device)
     if not hasattr(target, "grad_potential") or not hasattr(target, "dim"):
         raise ValueError(f"target must be a targets.Target, got {type(target).__name__}")
     d = target.dim
     x0 = _check_start(x0, "x0", n_chains, d, dtype, device)
     v0 = _check_start(v0, "v0", n_chains, d, dtype, device)
     target = target.to(device=device, dtype=dtype)
+    step = alg.build_kernel(target, step_size, **params)
 
     gen = make_generator(seed, device, noise)
     if x0 is None:
         x0 = torch.randn((n_chains, d), generator=gen, device=device, dtype=dtype)
     x0 = x0.clone()
-
-    extra = (K,) if spec.takes_K else ()
-    if spec.underdamped:
-        if v0 is None:  # the velocities' stationary law
-            v0 = torch.randn((n_chains, d), generator=gen, device=device, dtype=dtype)
-        extra += (friction,)
-        state = spec.init(x0, v0)
-    else:
-        state = spec.init(x0, target)
-    grad_evals = torch.full((n_chains,), 1 if method == "mala" else 0, dtype=torch.int64, device=device)
+    if alg.velocities and v0 is None:  # the velocities' stationary law
+        v0 = torch.randn((n_chains, d), generator=gen, device=device, dtype=dtype)
+    state = alg.init(x0, target, v=v0) if alg.velocities else alg.init(x0, target)
+    grad_evals = torch.full((n_chains,), alg.init_evals, dtype=torch.int64, device=device)
     diverged = torch.zeros(n_chains, dtype=torch.bool, device=device)
-    accepted = torch.zeros(n_chains, dtype=torch.int64, device=device) if method == "mala" else None
-    records, rec_steps, rec_evals = [], [], []
-
-    records_v = []
+    accepted = torch.zeros(n_chains, dtype=torch.int64, device=device) if alg.metropolis else None
+    records, records_v, rec_steps, rec_evals = [], [], [], []
 
     def record(k):
         records.append(state.x.clone())
-        if spec.underdamped:
+        if alg.velocities:
             records_v.append(state.v.clone())
         rec_steps.append(k)
         rec_evals.append(grad_evals.clone())
@@ -234,30 +178,34 @@ def sample(
     if record_every is not None:
         record(0)
     for k in range(1, n_steps + 1):
-        state, info = spec.step(gen, state, target, step_size, *extra)
+        state, info = step(gen, state)
         grad_evals += info.grad_evals
         diverged |= nonfinite_rows(state.x)
-        if spec.underdamped:
+        if alg.velocities:
             diverged |= nonfinite_rows(state.v)
-        if accepted is not None:
+        if accepted is not None and info.accepted is not None:
             accepted += info.accepted
         if record_every is not None and (k % record_every == 0 or k == n_steps):
             record(k)
         if callback is not None:
             callback(k, state, info)
 
+    settings = dict(method=alg.name, n_chains=n_chains, n_steps=n_steps, step_size=step_size,
+                    K=params.get("K"), friction=params.get("friction"), seed=seed, noise=noise,
+                    device=str(device), dtype=str(dtype).replace("torch.", ""), target=repr(target))
+    settings.update(params)
     n_div = int(diverged.sum())
     if n_div:
+        given = "".join(f", {k}={v}" for k, v in params.items())
         warnings.warn(
-            f"{method}: {n_div} of {n_chains} chains diverged (non-finite state) with step_size="
-            f"{step_size}{'' if K is None else f', K={K}'}"
-            f"{'' if friction is None else f', friction={friction}'}; they are flagged in result.diverged",
+            f"{alg.name}: {n_div} of {n_chains} chains diverged (non-finite state) with step_size="
+            f"{step_size}{given}; they are flagged in result.diverged",
             RuntimeWarning,
             stacklevel=2,
         )
     return SampleResult(
         x=state.x,
-        v=state.v if spec.underdamped else None,
+        v=state.v if alg.velocities else None,
         grad_evals=grad_evals,
         diverged=diverged,
         trace=torch.stack(records) if records else None,
@@ -265,8 +213,5 @@ def sample(
         trace_steps=rec_steps,
         trace_grad_evals=torch.stack(rec_evals) if rec_evals else None,
         acceptance=(accepted.to(dtype) / max(n_steps, 1)) if accepted is not None else None,
-        settings=dict(method=method, n_chains=n_chains, n_steps=n_steps, step_size=step_size, K=K,
-                      friction=friction, seed=seed, noise=noise, device=str(device),
-                      dtype=str(dtype).replace("torch.", ""),
-                      target=repr(target)),
+        settings=settings,
     )

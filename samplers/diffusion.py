@@ -286,7 +286,7 @@ def dpm_solver_pp(model, x, schedule, *, steps=None, timesteps=None, spacing="un
     abar = schedule.alphas_cumprod
     lam = schedule.lambdas
     calls = _Calls(model, x)
-    hist = []  # (lambda_t, x0_hat) of the previous steps, newest last
+    hist: list = []  # (lambda_t, x0_hat) of the previous steps, newest last
     for i in trange(len(ts) - 1, disable=disable, desc="dpm_solver_pp"):
         t, s = ts[i], ts[i + 1]
         ab_t = float(abar[t])

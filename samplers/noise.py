@@ -74,7 +74,7 @@ class NoiseGenerator(torch.Generator):
     """
 
     def __new__(cls, device="cpu", noise: str = "exact"):
-        return super().__new__(cls, device=torch.device(device))
+        return super().__new__(cls, device=torch.device(device))  # type: ignore[call-arg]
 
     def __init__(self, device="cpu", noise: str = "exact"):
         self.noise = check_noise(noise)

@@ -34,78 +34,83 @@ Two engines are provided, both over a :class:`LinearScheme`:
     ``J`` selections per chain (``J`` is about ``log n / log log n`` for ``n`` chains, since the
     count is close to Poisson(1)).
 
-A scheme supplies the pieces both engines need (see :class:`OverdampedScheme`).  Its
-"drift" ``g`` is whatever the scheme evaluates (the gradient ``∇F`` for Langevin, so that no
-sign flip costs a pass over the state), and its coefficients absorb the sign:
-
-* ``evaluate(y, i)``: ``g`` at the state ``y`` and fine index ``i`` (one evaluation per row);
-* ``fine_step(y, g, i, z)``: ``A_i y + G_i g + Gamma_i z`` (reference loop);
-* ``end_mean(x, g0)``: the interpolant without noise at ``K``, ``Phi(K,0) x + Psi(K,0) g0``;
-* ``frozen_mean(x, g0, i)``: the same at per-row fine indices ``i``;
-* ``fresh_noise(i, j, generator)``: the part of the interpolant's noise at ``j`` that is new
-  since ``i`` (independent of everything up to ``i``), per row;
-* ``propagate(noise, i, j)``: ``Phi(j, i) noise``, how noise present at ``i`` is carried to ``j``;
-* ``add_fresh_noise_(x, i, j, generator)``: ``x += fresh_noise(i, j)`` in place;
-* ``add_correction(x_end, rows, delta, i)``: ``x_end[rows] += Phi(K, i+1) G_i K delta`` in place;
-* ``add_single_step_noise_(x_end, generator)``: ``K = 1``, the noise of the one fine step (a
-  default is provided; a scheme overrides it to match its one-step method bit for bit).
+A scheme is a :class:`LinearScheme` (a ``typing.Protocol``: the pieces both engines need, listed
+there); its "drift" ``g`` is whatever the scheme evaluates (the gradient ``∇F`` for Langevin, so
+that no sign flip costs a pass over the state), and its coefficients absorb the sign.  A scheme
+with ``A_i = I`` and the same correction factor at every fine index is an
+:class:`AdditiveScheme`, for which :func:`fast_step` takes a shorter path (fine LMC,
+:class:`OverdampedScheme`, is one).  Implementations: :class:`OverdampedScheme` here,
+``samplers.underdamped.UnderdampedScheme`` and ``samplers.diffusion.DDPMScheme``.
+Engineering notes and timings: ``docs/performance.md``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from abc import abstractmethod
+from typing import NamedTuple, Optional, Protocol, runtime_checkable
 
 import torch
+from torch import Tensor
 
 from ._common import MAX_K, check_K, gaussian, uniform
 
-__all__ = ["LinearScheme", "OverdampedScheme", "reference_step", "fast_step", "geometric", "selections",
+__all__ = ["LinearScheme", "AdditiveScheme", "OverdampedScheme", "reference_step", "fast_step", "geometric", "selections",
            "Selections", "MAX_K"]
 
 
-class LinearScheme:
-    """Interface of a linear fine scheme; see the module docstring."""
+@runtime_checkable
+class LinearScheme(Protocol):
+    """A linear fine scheme of ``K`` steps, ``X_{i+1} = A_i X_i + G_i g(X_i, t_i) + Gamma_i Z_i``
+    (docs/method.md section 4), as the engines use it.
+
+    ``Phi(j, i) = A_{j-1} ... A_i`` carries a state from fine index ``i`` to ``j``; the
+    *interpolant* ``Y`` is the scheme with the drift frozen at ``g0 = g(X, t_0)``.  Per-row fine
+    indices ``i``, ``j`` are ``[m]`` int64 tensors.  A scheme derives from this class explicitly,
+    implements the abstract members and may override the three with defaults.
+    """
 
     K: int
 
-    def evaluate(self, y, i):
-        raise NotImplementedError
+    @abstractmethod
+    def evaluate(self, y: Tensor, i) -> Tensor:
+        """``g`` at the states ``y`` and fine index ``i`` (an int or per row): one evaluation per row."""
 
-    def fine_step(self, y, g, i: int, z):
-        raise NotImplementedError
+    @abstractmethod
+    def fine_step(self, y: Tensor, g: Tensor, i: int, z: Tensor) -> Tensor:
+        """``A_i y + G_i g + Gamma_i z`` (the reference loop)."""
 
-    def noise_shape(self, x: torch.Tensor) -> tuple:
+    @abstractmethod
+    def end_mean(self, x: Tensor, g0: Tensor) -> Tensor:
+        """The interpolant without noise at ``K``: ``Phi(K, 0) x + Psi(K, 0) g0``."""
+
+    @abstractmethod
+    def frozen_mean(self, x: Tensor, g0: Tensor, i: Tensor) -> Tensor:
+        """The interpolant without noise at per-row fine indices ``i``."""
+
+    @abstractmethod
+    def fresh_noise(self, i: Tensor, j: Tensor, generator) -> Tensor:
+        """The part of the interpolant's noise at ``j`` that is new since ``i`` (independent of
+        everything up to ``i``), per row: ``sum_{i <= m < j} Phi(j, m+1) Gamma_m Z_m`` in law."""
+
+    @abstractmethod
+    def propagate(self, noise: Tensor, i: Tensor, j: Tensor) -> Tensor:
+        """``Phi(j, i) noise``: how noise present at ``i`` is carried to ``j``."""
+
+    @abstractmethod
+    def add_correction(self, x_end: Tensor, rows: Tensor, delta: Tensor, i: Tensor) -> None:
+        """``x_end[rows] += Phi(K, i+1) G_i K delta``, in place."""
+
+    def noise_shape(self, x: Tensor) -> tuple:
+        """The shape of one fine step's ``Z`` for the state ``x``."""
         return tuple(x.shape)
 
-    def end_mean(self, x, g0):
-        raise NotImplementedError
-
-    def frozen_mean(self, x, g0, i: torch.Tensor):
-        raise NotImplementedError
-
-    def fresh_noise(self, i: torch.Tensor, j: torch.Tensor, generator):
-        raise NotImplementedError
-
-    def propagate(self, noise, i: torch.Tensor, j: torch.Tensor):
-        raise NotImplementedError
-
-    def add_fresh_noise_(self, x, i: torch.Tensor, j: torch.Tensor, generator):
+    def add_fresh_noise_(self, x: Tensor, i: Tensor, j: Tensor, generator) -> Tensor:
+        """``x += fresh_noise(i, j)`` in place."""
         x += self.fresh_noise(i, j, generator)
         return x
 
-    def add_correction(self, x_end, rows: torch.Tensor, delta, i: torch.Tensor) -> None:
-        raise NotImplementedError
-
-    #: ``True`` for a scheme with ``A_i = I`` and the same correction factor ``c`` (a number,
-    #: ``correction_factor``) for every ``i``, which also provides ``end_mean_counted(x, g0, N,
-    #: out=None) = end_mean(x, g0) - c N g0`` (written into ``out`` when given),
-    #: ``frozen_mean_(x, g0, i)``, ``frozen_mean`` written in place into ``x``, and
-    #: ``fresh_noise_parts(i, j, generator) = (z, scale)`` with ``fresh_noise = z * scale`` (the
-    #: same draws); :func:`fast_step` then takes a shorter path, chain block by chain block.
-    additive = False
-
-    def add_single_step_noise_(self, x_end, generator):
+    def add_single_step_noise_(self, x_end: Tensor, generator) -> Tensor:
         """``x_end`` plus the noise of one fine step (``K = 1``): ``fresh_noise`` from 0 to 1.
 
         Schemes override it to add the noise exactly as their one-step method does, so that
@@ -116,15 +121,41 @@ class LinearScheme:
         return x_end + self.fresh_noise(zero, zero + 1, generator)
 
 
-class OverdampedScheme(LinearScheme):
+@runtime_checkable
+class AdditiveScheme(LinearScheme, Protocol):
+    """A :class:`LinearScheme` with ``A_i = I`` (so ``Phi = I``) and the same correction factor
+    ``c = Phi(K, i+1) G_i K`` at every ``i`` (fine LMC: ``c = -eta``).
+
+    Then ``X_K = end_mean(X, g0) - c N g0 + W_K + c sum_p g(Y_p)`` (``N`` selections, ``W_K``
+    the interpolant's noise at ``K``): each selected pair adds ``c g(Y_p)`` to its chain, with
+    no per-pair ``g(Y_p) - g0`` pass (:func:`fast_step`'s additive path).
+    """
+
+    correction_factor: float
+
+    @abstractmethod
+    def end_mean_counted(self, x: Tensor, g0: Tensor, counts: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """``end_mean(x, g0) - c N g0`` for per-row selection counts ``N`` (into ``out`` when given)."""
+
+    @abstractmethod
+    def frozen_mean_(self, x: Tensor, g0: Tensor, i: Tensor) -> Tensor:
+        """``frozen_mean`` written in place into ``x`` (rows the engine owns)."""
+
+    @abstractmethod
+    def fresh_noise_parts(self, i: Tensor, j: Tensor, generator) -> tuple[Tensor, Tensor]:
+        """``fresh_noise(i, j)`` as ``(z, scale)`` with ``fresh_noise = z * scale`` (the same draws)."""
+
+    def propagate(self, noise: Tensor, i: Tensor, j: Tensor) -> Tensor:
+        return noise  # Phi = I
+
+
+class OverdampedScheme(AdditiveScheme):
     """Fine LMC with step ``h = eta / K`` on ``g = ∇F``: ``A = I``, ``G = -h``, ``Gamma = sqrt(2h)``.
 
     ``Phi = I``, so the interpolant at fine index ``i`` is ``X - i h g0 + sqrt(2h) S_i`` with
     ``S_i`` the partial sums of the Gaussians, and the correction is ``-eta (g(Y_i) - g0)``:
-    an *additive* scheme (see :func:`fast_step`) with correction factor ``-eta``.
+    an :class:`AdditiveScheme` with correction factor ``-eta``.
     """
-
-    additive = True
 
     def __init__(self, target, step_size: float, K: int):
         self.target = target
@@ -182,9 +213,6 @@ class OverdampedScheme(LinearScheme):
         # fresh_noise(i, j) as (standard normals, per-row scale), the same draws; the engine adds
         # z * scale block by block
         return self._randn(j.shape[0], generator, j.device), self._std(i, j)
-
-    def propagate(self, noise, i, j):
-        return noise
 
     def add_fresh_noise_(self, x, i, j, generator):
         return x.addcmul_(self._randn(j.shape[0], generator, j.device), self._std(i, j))
@@ -323,7 +351,7 @@ def selections(K: int, n: int, generator: torch.Generator, device) -> Selections
     return Selections(chain, pos, prev, counts, start, pos_last)
 
 
-def _carry_noise_forward_(noise, sel: Selections, scheme) -> None:
+def _carry_noise_forward_(noise, sel: Selections, propagate=None) -> None:
     """Turn each pair's fresh noise into the interpolant's noise at its index, in place:
     ``noise[p] = sum_{q <= p, same chain} Phi(pos_p, pos_q) fresh[q]``.
 
@@ -332,19 +360,19 @@ def _carry_noise_forward_(noise, sel: Selections, scheme) -> None:
     ``2^k`` earlier pairs in its chain, the sources gathered before the round writes (``Phi``
     composes, so the association order is the only change from the plain running sum).
     ``ceil(log2 J)`` rounds for at most ``J`` selections per chain (usually 3); one host sync for
-    ``J`` and one per round."""
+    ``J`` and one per round.  ``propagate`` is the scheme's ``Phi`` (``None`` for the identity, an
+    :class:`AdditiveScheme`)."""
     most = int(sel.counts.max()) if sel.counts.numel() else 0
     if most < 2:
         return
     rank = torch.arange(sel.chain.numel(), device=sel.chain.device) - sel.start.index_select(0, sel.chain)
-    additive = getattr(scheme, "additive", False)
     step = 1
     while step < most:
         at = (rank >= step).nonzero().squeeze(-1)
         src = at - step
         carried = noise.index_select(0, src)
-        if not additive:  # Phi = I for an additive scheme
-            carried = scheme.propagate(carried, sel.pos[src], sel.pos[at])
+        if propagate is not None:
+            carried = propagate(carried, sel.pos[src], sel.pos[at])
         noise.index_add_(0, at, carried)
         step *= 2
 
@@ -352,8 +380,7 @@ def _carry_noise_forward_(noise, sel: Selections, scheme) -> None:
 #: On the CPU the additive path works through the chains in blocks of about this many bytes of
 #: state (``[rows, ...]``), evaluating each block's drift at ``X``, its end mean, its pairs'
 #: interpolants and drifts and its contributions one after the other, so that a block's rows stay
-#: in cache between one operation and the next (measured: the PLMC step 10% faster at 10^4 chains
-#: x 100 than with all chains at once; ``benchmarks/bench_samplers.py``).
+#: in cache between one operation and the next (what that gains: ``docs/performance.md``).
 CHAIN_BLOCK_BYTES = 2**20
 
 
@@ -365,107 +392,105 @@ def chain_block_rows(x: torch.Tensor) -> int | None:
     return max(1, CHAIN_BLOCK_BYTES // row_bytes)
 
 
-def _additive_end(generator, x: torch.Tensor, scheme, sel: Selections) -> torch.Tensor:
-    """``X_K`` of an additive scheme (``Phi = I``, correction factor ``c``), chain block by chain
-    block.
+def _chain_blocks(x: Tensor, sel: Selections) -> list[tuple[int, int, int, int]]:
+    """``(c0, c1, p0, p1)``: the blocks of chains ``c0:c1`` (:func:`chain_block_rows`) and their
+    runs of pairs ``p0:p1`` (pairs are ordered by chain); one block off the CPU."""
+    n, M = x.shape[0], sel.chain.numel()
+    rows = chain_block_rows(x) or n
+    if rows >= n:
+        return [(0, n, 0, M)]
+    bounds = list(range(0, n, rows)) + [n]
+    pair_bounds = torch.cat([sel.start, sel.start.new_tensor([M])])[bounds].tolist()
+    return [(bounds[b], bounds[b + 1], pair_bounds[b], pair_bounds[b + 1]) for b in range(len(bounds) - 1)]
+
+
+def _additive_end(generator, x: Tensor, scheme: AdditiveScheme, sel: Selections) -> Tensor:
+    """``X_K`` of an :class:`AdditiveScheme`, chain block by chain block (:func:`_chain_blocks`).
 
     ``X_K = end_mean_counted(X, b0, N) + W_K + c sum_p b(Y_p)``: ``W_K`` is the interpolant's noise
     at ``K``, its value at the chain's last selection (after the scan) plus the fresh increment to
     ``K``, so each pair contributes ``c b(Y_p)``, plus the carried noise if it is its chain's
     last, to its chain in one scatter; ``b0`` is evaluated block by block.  All draws are made
     before the first block (pairs' noise, then the increments to ``K``), so blocking changes no
-    draw.  Pairs are ordered by chain, so a block of chains owns a contiguous run of pairs.
+    draw.  (The scatter's source is built in the buffer of the drift at the pairs, and the
+    interpolants in gathered rows, which the engine owns; ``b0`` may be the target's own tensor,
+    even ``x`` itself, so it is never written.)
     """
-    n = x.shape[0]
-    K = scheme.K
-    chain, pos = sel.chain, sel.pos
-    M = chain.numel()
-    noise = scheme.fresh_noise(sel.prev, pos, generator)  # becomes the interpolant's noise in place
-    _carry_noise_forward_(noise, sel, scheme)
+    K, M = scheme.K, sel.chain.numel()
+    noise = scheme.fresh_noise(sel.prev, sel.pos, generator)  # becomes the interpolant's noise in place
+    _carry_noise_forward_(noise, sel)
     z, scale = scheme.fresh_noise_parts(sel.pos_last, torch.full_like(sel.pos_last, K), generator)
     # 1 for a chain's last pair (whose noise is carried to K), else 0: a [M, 1] factor in x's dtype
     last = torch.ones(M, 1, dtype=x.dtype, device=x.device)
     if M > 1:
-        torch.ne(chain[1:], chain[:-1], out=last[:-1, 0])
-    rows = chain_block_rows(x) or n
-    if rows >= n:
-        bounds, pair_bounds = [0, n], [0, M]
-    else:
-        bounds = list(range(0, n, rows)) + [n]
-        pair_bounds = torch.cat([sel.start, sel.start.new_tensor([M])])[bounds].tolist()
+        torch.ne(sel.chain[1:], sel.chain[:-1], out=last[:-1, 0])
     x_end = torch.empty_like(x)
-    for b in range(len(bounds) - 1):
-        c0, c1, p0, p1 = bounds[b], bounds[b + 1], pair_bounds[b], pair_bounds[b + 1]
+    for c0, c1, p0, p1 in _chain_blocks(x, sel):
         xb = x[c0:c1]
         g0 = scheme.evaluate(xb, 0)
         xe = scheme.end_mean_counted(xb, g0, sel.counts[c0:c1], out=x_end[c0:c1])
         xe.addcmul_(z[c0:c1], scale[c0:c1])
         if p1 > p0:
-            ch = chain[p0:p1] - c0 if c0 else chain[p0:p1]
-            at, carried = pos[p0:p1], noise[p0:p1]
+            ch = sel.chain[p0:p1] - c0 if c0 else sel.chain[p0:p1]
+            at, carried = sel.pos[p0:p1], noise[p0:p1]
             y = scheme.frozen_mean_(xb.index_select(0, ch), g0.index_select(0, ch), at).add_(carried)
             g_y = scheme.evaluate(y, at)
             xe.index_add_(0, ch, g_y.mul_(scheme.correction_factor).addcmul_(carried, last[p0:p1]))
     return x_end
 
 
-def fast_step(generator: torch.Generator, x: torch.Tensor, scheme: LinearScheme):
+def _generic_end(generator, x: Tensor, scheme: LinearScheme, sel: Selections) -> Tensor:
+    """``X_K`` of any :class:`LinearScheme`, term by term as the module docstring writes it:
+
+        X_K = Y_K + sum_p Phi(K, i_p + 1) G_{i_p} K (g(Y_{i_p}) - g0),
+        Y_K = end_mean(X, g0) + W_K,   Y_{i_p} = frozen_mean(X, g0, i_p) + W_{i_p},
+
+    with ``W`` the interpolant's noise, drawn only at the selected indices ``i_p`` (fresh parts,
+    summed along each chain by the scan) and carried from each chain's last selection to ``K``.
+    """
+    K = scheme.K
+    g0 = scheme.evaluate(x, 0)
+    x_end = scheme.end_mean(x, g0)
+    if sel.chain.numel():
+        chain, pos = sel.chain, sel.pos
+        w = scheme.fresh_noise(sel.prev, pos, generator)
+        _carry_noise_forward_(w, sel, scheme.propagate)  # W at each selected index
+        g0c = g0.index_select(0, chain)
+        y = scheme.frozen_mean(x.index_select(0, chain), g0c, pos).add_(w)
+        scheme.add_correction(x_end, chain, scheme.evaluate(y, pos).sub_(g0c), pos)
+        has = (sel.counts > 0).nonzero().squeeze(-1)
+        last = (sel.start + sel.counts - 1).index_select(0, has)  # each such chain's last pair
+        x_end.index_add_(0, has, scheme.propagate(w.index_select(0, last), sel.pos_last[has],
+                                                 torch.full_like(has, K)))
+    return scheme.add_fresh_noise_(x_end, sel.pos_last, torch.full_like(sel.pos_last, K), generator)
+
+
+def fast_step(generator: torch.Generator, x: Tensor, scheme: LinearScheme):
     """One coarse step by K-independent sampling (exact in law; see the module docstring).
 
-    All selected evaluations depend only on ``X``, ``b0`` and the interpolant's noise, so they
-    are made in batched drift calls over the (chain, index) pairs: **one** call on a GPU.  On the
-    CPU an additive scheme works through the chains in blocks (:data:`CHAIN_BLOCK_BYTES` of state
-    per block, so that each block's work stays in cache), with one call for ``b0`` and one for the
-    pairs per block.  Random draws, in order: the Geometric gaps (:func:`selections`), the
-    interpolant's noise at the selected indices (pairs ordered by chain, then index), then the
-    noise increment to ``K`` for every chain; blocking changes no draw.  With ``K = 1`` there is
-    no index to select and the only draw is the final Gaussian, so PLMC with ``K = 1`` reproduces
-    LMC bit for bit under the same generator.
+    All selected evaluations depend only on ``X``, ``g0`` and the interpolant's noise, so they
+    are made in batched drift calls over the (chain, index) pairs: **one** call on a GPU; on the
+    CPU an :class:`AdditiveScheme` works through the chains in blocks that stay in cache
+    (:data:`CHAIN_BLOCK_BYTES`).  Random draws, in order: the Geometric gaps (:func:`selections`),
+    the interpolant's noise at the selected indices (pairs ordered by chain, then index), then
+    the noise increment to ``K`` for every chain; blocking changes no draw.  With ``K = 1`` there
+    is no index to select and the only draw is the final Gaussian, so PLMC with ``K = 1``
+    reproduces LMC bit for bit under the same generator.
 
-    For an *additive* scheme (``A = I`` and the same correction factor ``c = Phi(K, i+1) G_i K``
-    at every ``i``, as :class:`OverdampedScheme`: ``c = -eta``) the sum is rearranged as
-    ``end_mean + sum_i c g(Y_i) - c N g0`` (``N`` the chain's number of selections), so each
-    (chain, index) pair adds ``c g(Y_i)`` (plus, for its chain's last pair, the interpolant's
-    noise there) to its chain in **one** scatter, with no per-pair ``g(Y_i) - g0`` pass
-    (:func:`_additive_end`).  (The scatter's source is built in the buffer of the drift at the
-    pairs, and the interpolants in gathered rows, which the engine owns; ``g0`` may be the
-    target's own tensor, even ``x`` itself, so it is never written.)
-
-    Host syncs per step (a few microseconds each on a GPU, none per chain or per pair): two per
-    batch of Geometric gaps (usually one batch), the largest number of selections and one per
-    round of the noise scan (usually 3); the CPU blocks add one for their pair ranges, the
-    generic schemes one for the last-noise rows.  Rows are gathered with ``index_select``, the
-    same values as ``x[rows]`` and on the CPU several times faster for an ``[n, d]`` float64
-    state.  Returns ``(x_new, grad_evals [n])``.
+    Host syncs per step (none per chain or per pair): two per batch of Geometric gaps (usually
+    one batch), the largest number of selections and one per round of the noise scan (usually
+    3); the CPU blocks add one for their pair ranges, the generic path one for the last-noise
+    rows.  Returns ``(x_new, grad_evals [n])``.
     """
     K = check_K(scheme.K)  # before any evaluation, also for a scheme built by hand
-    n = x.shape[0]
-    device = x.device
-    evals = torch.ones(n, dtype=torch.int64, device=device)
+    evals = torch.ones(x.shape[0], dtype=torch.int64, device=x.device)
     if K == 1:  # nothing to select: the same operations as one fine (LMC) step
         g0 = scheme.evaluate(x, 0)
         return scheme.add_single_step_noise_(scheme.end_mean(x, g0), generator), evals
-    sel = selections(K, n, generator, device)
+    sel = selections(K, x.shape[0], generator, x.device)
     evals += sel.counts
-    if getattr(scheme, "additive", False):
-        return _additive_end(generator, x, scheme, sel), evals
-    g0 = scheme.evaluate(x, 0)
-    if sel.chain.numel() == 0:
-        x_end = scheme.end_mean(x, g0)
-    else:
-        chain, pos = sel.chain, sel.pos
-        # The interpolant's noise at each selected index: fresh part since the previous selection
-        # of the same chain, then summed along the chain (_carry_noise_forward_).
-        noise = scheme.fresh_noise(sel.prev, pos, generator)
-        x_end = scheme.end_mean(x, g0)
-        _carry_noise_forward_(noise, sel, scheme)
-        g0c = g0.index_select(0, chain)
-        y = scheme.frozen_mean(x.index_select(0, chain), g0c, pos).add_(noise)
-        delta = scheme.evaluate(y, pos).sub_(g0c)
-        scheme.add_correction(x_end, chain, delta, pos)
-        has = (sel.counts > 0).nonzero().squeeze(-1)
-        last = (sel.start + sel.counts - 1).index_select(0, has)  # each such chain's last pair
-        x_end.index_add_(0, has, scheme.propagate(noise.index_select(0, last), sel.pos_last[has],
-                                                 torch.full_like(has, K)))
-    scheme.add_fresh_noise_(x_end, sel.pos_last, torch.full_like(sel.pos_last, K), generator)
-    return x_end, evals
+    # A scheme takes the additive path by deriving from AdditiveScheme (a nominal check: it costs
+    # nothing per step, and any scheme is also right on the generic path).
+    if AdditiveScheme in type(scheme).__mro__:
+        return _additive_end(generator, x, scheme, sel), evals  # type: ignore[arg-type]
+    return _generic_end(generator, x, scheme, sel), evals

@@ -53,17 +53,20 @@ usual range.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import NamedTuple
 
 import torch
 
+from targets.validation import check_positive
+
 from . import poisson
 from ._common import StepInfo, check_K, check_step_size, gaussian, uniform
+from .base import Param, SamplingAlgorithm, register
 
 __all__ = ["DEFAULT_FRICTION", "UnderdampedState", "UnderdampedScheme", "check_friction",
-           "ou_coefficients", "init", "ulmc_step", "pulmc_step", "pulmc_step_reference", "rulmc_step"]
+           "ou_coefficients", "init", "build_ulmc_kernel", "build_pulmc_kernel", "build_pulmc_reference_kernel",
+           "build_rulmc_kernel", "ulmc_step", "pulmc_step", "pulmc_step_reference", "rulmc_step",
+           "ULMC", "PULMC", "PULMC_REF", "RULMC"]
 
 DEFAULT_FRICTION = 2.0
 
@@ -73,12 +76,7 @@ _SERIES_TERMS = 24    # enough for float64 at gamma * tau < 0.5 (the last term i
 
 def check_friction(friction) -> float:
     """Return ``friction`` as a float, or raise ValueError unless it is finite and > 0."""
-    if isinstance(friction, bool) or not isinstance(friction, numbers.Real):
-        raise ValueError(f"friction must be a positive finite number, got {friction!r}")
-    value = float(friction)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"friction must be a positive finite number, got {friction!r}")
-    return value
+    return check_positive(friction, "friction")
 
 
 class UnderdampedState(NamedTuple):
@@ -95,8 +93,10 @@ class UnderdampedState(NamedTuple):
         return self.q[:, 1]
 
 
-def init(x: torch.Tensor, v: torch.Tensor) -> UnderdampedState:
-    """The state with positions ``x`` and velocities ``v`` (both ``[n, d]``)."""
+def init(x: torch.Tensor, target=None, v: torch.Tensor | None = None) -> UnderdampedState:
+    """The state with positions ``x`` and velocities ``v`` (both ``[n, d]``; ``v`` is required)."""
+    if v is None:
+        raise ValueError("the underdamped state needs velocities v, got None")
     return UnderdampedState(torch.stack([x, v], dim=1))
 
 
@@ -248,69 +248,173 @@ class UnderdampedScheme(poisson.LinearScheme):
 # steps
 
 
-def ulmc_step(generator: torch.Generator, state: UnderdampedState, target, step_size: float,
-              friction: float = DEFAULT_FRICTION):
-    """One ULMC step (module docstring); draws one ``[n, 2, d]`` Gaussian.  Returns ``(state, info)``.
+def build_ulmc_kernel(target, step_size: float, friction: float = DEFAULT_FRICTION):
+    """``step(generator, state)``: one ULMC step (module docstring); draws one ``[n, 2, d]``
+    Gaussian.
 
     Written with the pieces of :class:`UnderdampedScheme` at ``K = 1`` — the frozen-gradient
     mean over ``eta`` plus the exact noise ``Sigma(eta)^{1/2} z`` — so PULMC with ``K = 1`` is
     ULMC bit for bit.
     """
     scheme = UnderdampedScheme(target, check_step_size(step_size), check_friction(friction), 1)
-    q = state.q
-    n = q.shape[0]
-    g = scheme.evaluate(q, 0)
-    ones = torch.ones(n, dtype=torch.int64, device=q.device)
-    q_new = scheme.end_mean(q, g) + scheme.fresh_noise(torch.zeros_like(ones), ones, generator)
-    return UnderdampedState(q_new), StepInfo(ones)
+
+    def step(generator: torch.Generator, state: UnderdampedState):
+        q = state.q
+        n = q.shape[0]
+        g = scheme.evaluate(q, 0)
+        ones = torch.ones(n, dtype=torch.int64, device=q.device)
+        q_new = scheme.end_mean(q, g) + scheme.fresh_noise(torch.zeros_like(ones), ones, generator)
+        return UnderdampedState(q_new), StepInfo(ones)
+
+    return step
 
 
-def pulmc_step(generator: torch.Generator, state: UnderdampedState, target, step_size: float, K: int,
-               friction: float = DEFAULT_FRICTION):
-    """One Poisson-midpoint ULMC step, K-independent sampling (exact in law)."""
+def _pulmc_kernel(engine, target, step_size: float, K: int, friction: float):
     scheme = UnderdampedScheme(target, check_step_size(step_size), check_friction(friction), check_K(K))
-    q_new, evals = poisson.fast_step(generator, state.q, scheme)
-    return UnderdampedState(q_new), StepInfo(evals)
+
+    def step(generator: torch.Generator, state: UnderdampedState):
+        q_new, evals = engine(generator, state.q, scheme)
+        return UnderdampedState(q_new), StepInfo(evals)
+
+    return step
 
 
-def pulmc_step_reference(generator: torch.Generator, state: UnderdampedState, target, step_size: float,
-                         K: int, friction: float = DEFAULT_FRICTION):
-    """One Poisson-midpoint ULMC step by the plain loop over ``K`` fine ULMC steps (O(K) time)."""
-    scheme = UnderdampedScheme(target, check_step_size(step_size), check_friction(friction), check_K(K))
-    q_new, evals = poisson.reference_step(generator, state.q, scheme)
-    return UnderdampedState(q_new), StepInfo(evals)
+def build_pulmc_kernel(target, step_size: float, K: int, friction: float = DEFAULT_FRICTION):
+    """``step(generator, state)``: one Poisson-midpoint ULMC step, K-independent sampling (exact in law)."""
+    return _pulmc_kernel(poisson.fast_step, target, step_size, K, friction)
 
 
-def rulmc_step(generator: torch.Generator, state: UnderdampedState, target, step_size: float,
-               friction: float = DEFAULT_FRICTION):
-    """One step of Shen & Lee's underdamped randomized midpoint method (module docstring).
+def build_pulmc_reference_kernel(target, step_size: float, K: int, friction: float = DEFAULT_FRICTION):
+    """``step(generator, state)``: one Poisson-midpoint ULMC step by the plain loop over ``K`` fine
+    ULMC steps (O(K) time)."""
+    return _pulmc_kernel(poisson.reference_step, target, step_size, K, friction)
+
+
+def build_rulmc_kernel(target, step_size: float, friction: float = DEFAULT_FRICTION):
+    """``step(generator, state)``: one step of Shen & Lee's underdamped randomized midpoint method
+    (module docstring).
 
     Draws, in order: ``alpha`` ``[n]``, the path's noise at ``tau`` ``[n, 2, d]``, its fresh
     continuation to ``eta`` ``[n, 2, d]``.
     """
     eta = check_step_size(step_size)
     gamma = check_friction(friction)
-    q = state.q
-    n, dt = q.shape[0], q.dtype
-    alpha = uniform(generator, n, dtype=torch.float64, device=q.device)
-    tau = alpha * eta
-    c_mid = ou_coefficients(tau, gamma)
-    c_rest = ou_coefficients(eta - tau, gamma)
     c_eta = ou_coefficients(torch.tensor(eta, dtype=torch.float64), gamma)
-    col = lambda t: _col(t.to(dt))  # noqa: E731
-    u, v = q[:, 0], q[:, 1]
-    w_mid = UnderdampedScheme._noise(gaussian(generator, q.shape, dtype=dt, device=q.device),
-                                     OUCoefficients(*(col(t) for t in c_mid)))   # (W1, Q1)
-    fresh = UnderdampedScheme._noise(gaussian(generator, q.shape, dtype=dt, device=q.device),
-                                     OUCoefficients(*(col(t) for t in c_rest)))
-    w1, q1 = w_mid[:, 0], w_mid[:, 1]
-    w2 = w1 + col(c_rest.a) * q1 + fresh[:, 0]
-    w3 = col(c_rest.E) * q1 + fresh[:, 1]
-    g0 = target.grad_potential(u)
-    y = u + col(c_mid.a) * v - col(c_mid.c_u) * g0 + w1
-    gy = target.grad_potential(y)
-    # eta (1 - e^{-gamma (eta - tau)}) / gamma = eta a(eta - tau);  e^{-gamma (eta - tau)} = E(eta - tau)
-    u_new = u + float(c_eta.a) * v - eta * col(c_rest.a) * gy + w2
-    v_new = float(c_eta.E) * v - eta * col(c_rest.E) * gy + w3
-    evals = torch.full((n,), 2, dtype=torch.int64, device=q.device)
-    return UnderdampedState(torch.stack([u_new, v_new], dim=1)), StepInfo(evals)
+    a_eta, E_eta = float(c_eta.a), float(c_eta.E)
+
+    def step(generator: torch.Generator, state: UnderdampedState):
+        q = state.q
+        n, dt = q.shape[0], q.dtype
+
+        def col(t):
+            return _col(t.to(dt))
+
+        alpha = uniform(generator, n, dtype=torch.float64, device=q.device)
+        tau = alpha * eta
+        c_mid = ou_coefficients(tau, gamma)
+        c_rest = ou_coefficients(eta - tau, gamma)
+        u, v = q[:, 0], q[:, 1]
+        w_mid = UnderdampedScheme._noise(gaussian(generator, q.shape, dtype=dt, device=q.device),
+                                         OUCoefficients(*(col(t) for t in c_mid)))   # (W1, Q1)
+        fresh = UnderdampedScheme._noise(gaussian(generator, q.shape, dtype=dt, device=q.device),
+                                         OUCoefficients(*(col(t) for t in c_rest)))
+        w1, q1 = w_mid[:, 0], w_mid[:, 1]
+        w2 = w1 + col(c_rest.a) * q1 + fresh[:, 0]
+        w3 = col(c_rest.E) * q1 + fresh[:, 1]
+        g0 = target.grad_potential(u)
+        y = u + col(c_mid.a) * v - col(c_mid.c_u) * g0 + w1
+        gy = target.grad_potential(y)
+        # eta (1 - e^{-gamma (eta - tau)}) / gamma = eta a(eta - tau);  e^{-gamma (eta - tau)} = E(eta - tau)
+        u_new = u + a_eta * v - eta * col(c_rest.a) * gy + w2
+        v_new = E_eta * v - eta * col(c_rest.E) * gy + w3
+        evals = torch.full((n,), 2, dtype=torch.int64, device=q.device)
+        return UnderdampedState(torch.stack([u_new, v_new], dim=1)), StepInfo(evals)
+
+    return step
+
+
+def ulmc_step(generator: torch.Generator, state: UnderdampedState, target, step_size: float,
+              friction: float = DEFAULT_FRICTION):
+    """One ULMC step; returns ``(state, info)``."""
+    return build_ulmc_kernel(target, step_size, friction)(generator, state)
+
+
+def pulmc_step(generator: torch.Generator, state: UnderdampedState, target, step_size: float, K: int,
+               friction: float = DEFAULT_FRICTION):
+    """One Poisson-midpoint ULMC step, K-independent sampling (exact in law)."""
+    return build_pulmc_kernel(target, step_size, K, friction)(generator, state)
+
+
+def pulmc_step_reference(generator: torch.Generator, state: UnderdampedState, target, step_size: float,
+                         K: int, friction: float = DEFAULT_FRICTION):
+    """One Poisson-midpoint ULMC step by the plain loop over ``K`` fine ULMC steps (O(K) time)."""
+    return build_pulmc_reference_kernel(target, step_size, K, friction)(generator, state)
+
+
+def rulmc_step(generator: torch.Generator, state: UnderdampedState, target, step_size: float,
+               friction: float = DEFAULT_FRICTION):
+    """One step of Shen & Lee's underdamped randomized midpoint method; returns ``(state, info)``."""
+    return build_rulmc_kernel(target, step_size, friction)(generator, state)
+
+
+# ------------------------------------------------------------------------------------------------
+# the descriptors (samplers.base); the exact moment models live in metrics.underdamped_laws
+
+
+def _ulmc_moments(step_size: float, friction: float):
+    from metrics.underdamped_laws import ulmc_model
+
+    return ulmc_model(step_size, friction)
+
+
+def _pulmc_moments(step_size: float, K: int, friction: float):
+    from metrics.underdamped_laws import pulmc_model
+
+    return pulmc_model(step_size, friction, K)
+
+
+def _rulmc_moments(step_size: float, friction: float):
+    from metrics.underdamped_laws import rulmc_model
+
+    return rulmc_model(step_size, friction)
+
+
+FRICTION_PARAM = Param("friction", check_friction, DEFAULT_FRICTION, "friction gamma > 0")
+_K_PARAM = Param("K", check_K, help="Poisson-midpoint sub-steps per step, 1..2^56")
+
+
+def _pulmc_mean_evals(K: int, friction: float) -> float:
+    return 2.0 - 1.0 / K
+
+
+def _pulmc_gaussian_law(K: int, friction: float) -> bool:
+    return K == 1  # K = 1 is ULMC
+
+
+ULMC = register(SamplingAlgorithm(
+    name="ulmc",
+    description="underdamped Langevin, exponential integrator, 1 gradient/step",
+    init=init, build_kernel=build_ulmc_kernel, mean_evals_per_step=lambda friction: 1.0,
+    params=(FRICTION_PARAM,), velocities=True, exact_moments=_ulmc_moments,
+    gaussian_law=lambda friction: True,
+))
+PULMC = register(SamplingAlgorithm(
+    name="pulmc",
+    description="Poisson-midpoint ULMC, K-independent sampling, 2 - 1/K gradients/step on average",
+    init=init, build_kernel=build_pulmc_kernel, mean_evals_per_step=_pulmc_mean_evals,
+    params=(_K_PARAM, FRICTION_PARAM), velocities=True, base="ulmc", exact_moments=_pulmc_moments,
+    gaussian_law=_pulmc_gaussian_law,
+))
+PULMC_REF = register(SamplingAlgorithm(
+    name="pulmc_ref",
+    description="Poisson-midpoint ULMC, plain loop over K fine steps (reference, O(K) time)",
+    init=init, build_kernel=build_pulmc_reference_kernel, mean_evals_per_step=_pulmc_mean_evals,
+    params=(_K_PARAM, FRICTION_PARAM), velocities=True, base="ulmc", exact_moments=_pulmc_moments,
+    gaussian_law=_pulmc_gaussian_law,
+))
+RULMC = register(SamplingAlgorithm(
+    name="rulmc",
+    description="underdamped randomized midpoint (Shen & Lee, Algorithm 1), 2 gradients/step",
+    init=init, build_kernel=build_rulmc_kernel, mean_evals_per_step=lambda friction: 2.0,
+    params=(FRICTION_PARAM,), velocities=True, exact_moments=_rulmc_moments,
+))

@@ -1,4 +1,4 @@
-"""samplers.allocator: the glibc malloc setting made at import, its opt-out and its bad values.
+"""samplers.allocator: the opt-in glibc malloc setting, its opt-out and its bad values.
 
 The setting is process-wide and made once, so every case runs in a fresh interpreter.
 """
@@ -20,6 +20,7 @@ RUN = """
 import hashlib, sys
 import samplers
 from targets import Gaussian
+samplers.allocator.tune()
 out = samplers.sample("plmc", Gaussian.rotated(20, kappa=5.0, seed=0), 3000, 15, 0.05, K=7, seed=3,
                       noise=sys.argv[1])
 print(samplers.allocator.status())
@@ -53,7 +54,9 @@ def test_the_setting_changes_no_number(noise):
 def test_the_parameters_are_set_in_the_process():
     # glibc's malloc_info reports the heap; with M_MMAP_MAX = 0 a 64 MiB tensor must not be mmapped
     code = """
-import ctypes, samplers, torch
+import ctypes, sys, samplers, torch
+if sys.argv[1] == "tune":
+    samplers.allocator.tune()
 libc = ctypes.CDLL(None)
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
@@ -64,15 +67,29 @@ x.fill_(1.0)
 info = libc.mallinfo2()
 print(samplers.allocator.status(), info.hblkhd >= 64 * 2**20)
 """
-    tuned = _python(code)
-    system = _python(code, malloc="system")
+    tuned = _python(code, "tune")
+    system = _python(code, "tune", malloc="system")
+    imported = _python(code, "import only")
     assert tuned.returncode == 0 and system.returncode == 0, tuned.stderr + system.stderr
+    assert imported.returncode == 0, imported.stderr
     assert tuned.stdout.split() == ["tuned", "False"]  # from the heap, not an mmap
     assert system.stdout.split()[-1] == "True"  # glibc's default: an mmap of its own
+    assert imported.stdout.split() == ["not", "set", "True"]  # importing the package changes nothing
+
+
+def test_importing_the_package_sets_nothing_and_the_lab_command_lines_opt_in():
+    out = _python("import samplers, labs.rate_sweep, labs.diffusion_sweep; print(samplers.allocator.status())")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "not set"
+    # the command line tunes when it starts: --help exits before any work, after the tuning
+    code = ("import sys, samplers\nfrom labs import rate_sweep\ntry:\n    rate_sweep.main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint(samplers.allocator.status(), file=sys.stderr)")
+    out = _python(code)
+    assert out.stderr.strip().splitlines()[-1] == ("tuned" if GLIBC else "system defaults (not glibc)")
 
 
 def test_a_bad_setting_is_refused_naming_it():
-    out = _python("import samplers", malloc="jemalloc")
+    out = _python("import samplers; samplers.allocator.tune()", malloc="jemalloc")
     assert out.returncode != 0
     assert "LAB_MALLOC must be 'tuned' or 'system', got 'jemalloc'" in out.stderr
 
@@ -80,6 +97,7 @@ def test_a_bad_setting_is_refused_naming_it():
 def test_tune_is_idempotent_and_reports_its_status():
     import samplers
 
-    first = samplers.allocator.status()
+    first = samplers.allocator.tune()
     assert first != "not set"
+    assert samplers.allocator.status() == first
     assert samplers.allocator.tune() == first

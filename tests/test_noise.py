@@ -36,7 +36,7 @@ THRESHOLDS = (1.0, 2.0, 3.0, 4.0, 4.5, 5.0)
 
 def _kw(method):
     spec = METHODS[method]
-    return {"K": 4} if spec.takes_K else {}
+    return {"K": 4} if spec.takes("K") else {}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,12 @@ with their gradient / network call counts.  A refactoring that changes any draw 
 fails here.  The file was written by ``python tests/test_pinned_chains.py --write`` before the
 samplers were reorganised around their descriptors; rewrite it only on purpose, when a change of
 numbers is intended and stated.
+
+The diffusion samplers' scores go through matrix products, whose rounding depends on the CPU's
+BLAS kernels.  A canary (the score of the pinned mixture at fixed points) tells whether this
+machine rounds them as the recording machine did: if it does, the diffusion pins are compared bit
+for bit; if not, each is compared by the sum and the sum of squares of its final state, to 1e-9
+relative (a change of any draw moves them by far more).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 PINS = Path(__file__).parent / "data" / "pinned_chains.json"
+CANARY = "canary/diffusion_score"
 
 LANGEVIN_RUNS = [("lmc", {}), ("plmc", {"K": 1}), ("plmc", {"K": 7}), ("plmc", {"K": 1000}),
                  ("plmc_ref", {"K": 5}), ("rlmc", {}), ("mala", {}), ("ulmc", {}),
@@ -53,7 +61,11 @@ def compute() -> dict:
     xT = torch.randn(129, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     for name, kw in DIFFUSION_RUNS:
         r = diffusion.sample(name, dm, xT.clone(), dm.schedule, seed=4, **kw)
-        out[_key(f"diffusion/{name}", kw)] = [_digest(r.x), float(r.nfe.float().sum())]
+        x = r.x.double()
+        out[_key(f"diffusion/{name}", kw)] = [_digest(r.x), float(r.nfe.float().sum()),
+                                              [float(x.sum()), float((x * x).sum())]]
+    t = torch.arange(1, 130, dtype=torch.int64) * 7
+    out[CANARY] = _digest(dm.eps_hat(xT, t))
     return out
 
 
@@ -62,9 +74,16 @@ def computed():
     return compute()
 
 
-@pytest.mark.parametrize("key", sorted(json.loads(PINS.read_text())))
+@pytest.mark.parametrize("key", sorted(k for k in json.loads(PINS.read_text()) if k != CANARY))
 def test_chain_is_bit_identical_to_the_pinned_run(key, computed):
-    assert computed[key] == json.loads(PINS.read_text())[key], key
+    pinned = json.loads(PINS.read_text())
+    got, want = computed[key], pinned[key]
+    if key.startswith("diffusion/") and computed[CANARY] != pinned[CANARY]:
+        # this CPU rounds the score's matrix products differently: compare the state's moments
+        assert got[1] == want[1], key
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-9, err_msg=key)
+        return
+    assert got == want, key
 
 
 def test_every_run_is_pinned(computed):

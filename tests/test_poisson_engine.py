@@ -52,7 +52,9 @@ def test_geometric_draws_follow_the_geometric_law(p):
     # bins [e_k, e_{k+1}) of {1, 2, ...}; the last bin is the tail
     edges = np.concatenate([[1], edges[edges > 1]])
     observed = np.array([np.sum((g >= a) & (g < b)) for a, b in zip(edges[:-1], edges[1:])] + [np.sum(g >= edges[-1])])
-    sf = lambda k: (1.0 - p) ** (k - 1)  # P(G >= k)
+    def sf(k):  # P(G >= k)
+        return (1.0 - p) ** (k - 1)
+
     expected = n * np.array([sf(a) - sf(b) for a, b in zip(edges[:-1], edges[1:])] + [sf(edges[-1])])
     keep = expected >= 5
     observed = np.append(observed[keep], observed[~keep].sum())
@@ -188,27 +190,17 @@ def test_K_beyond_the_engine_is_refused_before_any_work():
 # ----------------------------------------------------------------------------------------------
 # The carry of the interpolant's noise
 # ----------------------------------------------------------------------------------------------
-class DecayScheme:
-    """A non-additive stand-in: ``Phi(j, i) = a^(j - i)`` per row (only ``propagate`` is used)."""
+def _decay(a: float):
+    """A non-additive ``Phi(j, i) = a^(j - i)`` per row."""
+    def propagate(noise, i, j):
+        return noise * (a ** (j - i).to(noise.dtype)).unsqueeze(-1)
 
-    additive = False
-
-    def __init__(self, a: float):
-        self.a = a
-
-    def propagate(self, noise, i, j):
-        return noise * (self.a ** (j - i).to(noise.dtype)).unsqueeze(-1)
+    propagate.a = a
+    return propagate
 
 
-class AdditiveScheme:
-    additive = True
-
-    def propagate(self, noise, i, j):
-        raise AssertionError("an additive scheme's Phi is the identity and is never called")
-
-
-@pytest.mark.parametrize("scheme", [AdditiveScheme(), DecayScheme(0.93)], ids=["additive", "decay"])
-def test_carry_equals_the_running_sum_chain_by_chain(scheme):
+@pytest.mark.parametrize("propagate", [None, _decay(0.93)], ids=["additive", "decay"])
+def test_carry_equals_the_running_sum_chain_by_chain(propagate):
     """The doubling scan against a plain running sum ``v_p = Phi(pos_p, pos_{p-1}) v_{p-1} + z_p``,
     on chains with up to 20 selections (K = 3, many chains: every round of the scan is used)."""
     K, n, d = 3, 4000, 3
@@ -228,8 +220,8 @@ def test_carry_equals_the_running_sum_chain_by_chain(scheme):
     sel2 = poisson.Selections(chain, pos, prev, counts, start, pos_last)
     fresh = torch.randn(chain.numel(), d, generator=gen, dtype=F64)
     got = fresh.clone()
-    poisson._carry_noise_forward_(got, sel2, scheme)
-    a = getattr(scheme, "a", 1.0)
+    poisson._carry_noise_forward_(got, sel2, propagate)
+    a = getattr(propagate, "a", 1.0)
     want = fresh.clone()
     for q in range(1, chain.numel()):
         if chain[q] == chain[q - 1]:
@@ -303,3 +295,53 @@ def test_chain_block_rows_is_one_block_off_the_cpu():
     assert poisson.chain_block_rows(x) == poisson.CHAIN_BLOCK_BYTES // 800
     meta = torch.empty(10, 100, dtype=F64, device="meta")
     assert poisson.chain_block_rows(meta) is None
+
+
+# ----------------------------------------------------------------------------------------------
+# The two paths of fast_step: additive (chain blocks) and generic (term by term)
+# ----------------------------------------------------------------------------------------------
+def _end(path, scheme, x, seed):
+    gen = make_generator(seed, "cpu")
+    sel = poisson.selections(scheme.K, x.shape[0], gen, "cpu")
+    return path(gen, x, scheme, sel)
+
+
+@pytest.mark.parametrize("K", [2, 7, 1000])
+def test_additive_and_generic_paths_make_the_same_step(monkeypatch, K):
+    """Fine LMC through both paths under one seed: they draw the same numbers in the same order,
+    so the states agree up to rounding (the additive path reorders sums), chain blocks included."""
+    monkeypatch.setattr(poisson, "CHAIN_BLOCK_BYTES", 64 * 3 * 8)  # blocks of 64 chains
+    target = Gaussian.rotated(3, 10.0, seed=4)
+    x = torch.randn(3000, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
+    scheme = poisson.OverdampedScheme(target, 0.2, K)
+    assert isinstance(scheme, poisson.AdditiveScheme) and isinstance(scheme, poisson.LinearScheme)
+    a = _end(poisson._additive_end, scheme, x, seed=6)
+    g = _end(poisson._generic_end, scheme, x, seed=6)
+    torch.testing.assert_close(a, g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["additive", "generic"])
+def test_each_path_has_the_exact_one_step_law_of_plmc(path):
+    """From one point, one PLMC step's mean and variances through either path match the exact
+    law (metrics.exact_laws) within 4.5 standard errors; the variances' errors use the sample
+    fourth moment (PLMC's law is not Gaussian)."""
+    from metrics.exact_laws import exact_law
+
+    target = Gaussian.rotated(3, 10.0, seed=4)
+    eta, K, n = 0.15, 8, 40_000
+    x0 = torch.tensor([1.5, -0.5, 2.0], dtype=F64)
+    law = exact_law("plmc", target, 1, eta, K, mean0=x0.numpy(), cov0=np.zeros((3, 3)))
+    scheme = poisson.OverdampedScheme(target, eta, K)
+    end = poisson._additive_end if path == "additive" else poisson._generic_end
+    x = _end(end, scheme, x0.expand(n, 3).clone(), seed=7).numpy()
+    mean, cov = law.means[-1], law.covs[-1]
+    se_mean = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(x.mean(0) - mean) < 4.5 * se_mean), (x.mean(0), mean)
+    c = x - x.mean(0)
+    var, m4 = (c**2).mean(0), (c**4).mean(0)
+    se_var = np.sqrt((m4 - var**2) / n)
+    assert np.all(np.abs(var - np.diag(cov)) < 4.5 * se_var), (var, np.diag(cov))
+    # the test discriminates: LMC's one-step variance differs from PLMC's by many standard errors
+    lmc = exact_law("lmc", target, 1, eta, mean0=x0.numpy(), cov0=np.zeros((3, 3)))
+    assert np.abs(np.diag(lmc.covs[-1]) - np.diag(cov)).max() > 10 * se_var.max() or \
+        np.abs(lmc.means[-1] - mean).max() > 10 * se_mean.max()
