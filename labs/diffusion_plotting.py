@@ -8,9 +8,11 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from labs.study import as_float as _f
 
 __all__ = ["plot_error_vs_calls", "plot_samples_2d"]
 
@@ -21,14 +23,9 @@ _METRIC_LABEL = {
 }
 
 
-def _f(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
-def plot_error_vs_calls(rows, summary, cfg, path) -> None:
+def plot_error_vs_calls(rows, summary, cfg, path, sampler_label=str) -> None:
     """Error against network calls per sample, log-log: one panel per (target, metric).
 
     Each sampler is a line with its 95% intervals; Poisson-midpoint DDPM is drawn at its mean
@@ -36,9 +33,9 @@ def plot_error_vs_calls(rows, summary, cfg, path) -> None:
     is the noise floor (95% prediction interval of the metric between two exact samples).  The y
     range follows the values: a whisker whose interval reaches 0 runs off the bottom.  Points
     whose value is not positive (MMD^2 is unbiased and may be < 0) cannot be drawn on a log axis
-    and are left out of the picture (they are in results.csv).
+    and are left out of the picture (they are in results.csv).  ``sampler_label`` names a
+    sampler's line in the legend.
     """
-    from labs.diffusion_sweep import sampler_label
 
     sns.set_theme(style="whitegrid", context="notebook")
     targets = [t for t in cfg.targets if any(r["target"] == t for r in rows)]

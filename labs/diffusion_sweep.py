@@ -44,16 +44,19 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
 from labs import cli
-from labs.cli import LabParser, add_run_flags, csv_list, json_default, scalar
+from labs.cli import LabParser, add_run_flags, csv_list, scalar
+from labs import study
 from labs.store import cell_key
+from labs.study import RunConfig
+from labs.study import as_float as _f
+from targets.validation import check_int, check_real
 
 __all__ = ["DiffusionSweepConfig", "QUICK", "apply_quick", "COLUMNS", "TARGETS", "METRICS", "plan_cells", "run_cell", "summarize",
            "run_sweep", "main", "parse_sampler", "build_target", "figure_samples"]
@@ -72,8 +75,9 @@ HEADLINE_CALLS = (45.0, 85.0)  # "50-80 calls": K whose mean call count falls he
 
 
 @dataclass
-class DiffusionSweepConfig:
-    """Every setting of ``python -m labs.diffusion_sweep`` (the flags mirror these)."""
+class DiffusionSweepConfig(RunConfig):
+    """Every setting of ``python -m labs.diffusion_sweep`` (the flags mirror these); the settings
+    every lab shares come from :class:`labs.study.RunConfig`."""
 
     targets: list = field(default_factory=lambda: ["ring", "gmm"])
     dim: int = 32                       # dimension of the "gmm" target ("ring" is 2-D)
@@ -95,15 +99,7 @@ class DiffusionSweepConfig:
     n_projections: int = 200
     floor_reps: int = 5
     seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float64"
     out: str = "results/diffusion_sweep"
-    resume: bool = False
-    quick: bool = False
-    progress: Optional[bool] = None     # None: on when stderr is a terminal
-    executor: str = "local"             # "local" (serial, here) or "dask" (labs/executor.py)
-    address: Optional[str] = None       # dask: scheduler of an existing cluster, e.g. tcp://host:8786
-    workers: Optional[int] = None       # dask: start a local cluster of this many workers
 
     def validate(self) -> "DiffusionSweepConfig":
         from targets.diffusion import SCHEDULE_KINDS
@@ -116,8 +112,8 @@ class DiffusionSweepConfig:
         if len(set(self.targets)) != len(self.targets):
             raise ValueError(f"a target is listed twice: {self.targets!r}")
         for name in ("dim", "components", "T", "chains", "w2_points", "mmd_points", "n_projections", "floor_reps"):
-            _int(getattr(self, name), name, 1)
-        _int(self.seed, "seed", 0)
+            check_int(getattr(self, name), name, 1)
+        check_int(self.seed, "seed", 0)
         if self.chains < 4 * _BATCHES:
             raise ValueError(f"chains must be at least {4 * _BATCHES} (10 batches for the intervals), got {self.chains}")
         for name in ("w2_points", "mmd_points"):
@@ -130,12 +126,12 @@ class DiffusionSweepConfig:
         if not isinstance(self.gmm_std, (list, tuple)) or len(self.gmm_std) != 2:
             raise ValueError(f"gmm_std must be [low, high], got {self.gmm_std!r}")
         for v in self.gmm_std:
-            _positive(v, "gmm_std")
+            check_real(v, "gmm_std", positive=True)
         if self.gmm_std[0] > self.gmm_std[1]:
             raise ValueError(f"gmm_std must be [low, high] with low <= high, got {self.gmm_std!r}")
-        _positive(self.ring_sigma, "ring_sigma")
-        _positive(self.mmd_bandwidth_factor, "mmd_bandwidth_factor")
-        _positive(self.gmm_mean_scale, "gmm_mean_scale", allow_zero=True)
+        check_real(self.ring_sigma, "ring_sigma", positive=True)
+        check_real(self.mmd_bandwidth_factor, "mmd_bandwidth_factor", positive=True)
+        check_real(self.gmm_mean_scale, "gmm_mean_scale", nonnegative=True)
         if self.schedule not in SCHEDULE_KINDS:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULE_KINDS)}")
         if not self.samplers:
@@ -149,13 +145,13 @@ class DiffusionSweepConfig:
         if strided and not self.nfe:
             raise ValueError("empty list of network calls (--nfe) for the strided samplers")
         for n in self.nfe:
-            _int(n, "network calls (nfe)", 1)
+            check_int(n, "network calls (nfe)", 1)
             if n > self.T:
                 raise ValueError(f"network calls (nfe) must be at most T={self.T} for a strided sampler, got {n}")
         if pm and not self.Ks:
             raise ValueError("empty list of K (--Ks) for Poisson-midpoint DDPM")
         for K in self.Ks:
-            _int(K, "K", 1)
+            check_int(K, "K", 1)
             if K > self.T:
                 raise ValueError(f"K must be at most T={self.T}, got {K}")
         if not self.metrics:
@@ -163,14 +159,7 @@ class DiffusionSweepConfig:
         for m in self.metrics:
             if m not in METRICS:
                 raise ValueError(f"unknown metric {m!r}; known: {', '.join(METRICS)}")
-        cli.check_run_settings(self)
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return super().validate()
 
 
 QUICK = dict(chains=2000, nfe=[10, 49, 78, 1000], Ks=[40, 25, 10], floor_reps=3, w2_points=500, mmd_points=1000,
@@ -178,23 +167,9 @@ QUICK = dict(chains=2000, nfe=[10, 49, 78, 1000], Ks=[40, 25, 10], floor_reps=3,
 
 
 def apply_quick(cfg: DiffusionSweepConfig) -> DiffusionSweepConfig:
-    """``--quick``: every setting of :data:`QUICK` that was left at its default takes the quick value."""
-    defaults = DiffusionSweepConfig()
-    for k, v in QUICK.items():
-        if getattr(cfg, k) == getattr(defaults, k):
-            setattr(cfg, k, list(v) if isinstance(v, list) else v)
-    return cfg.validate()
-
-
-def _int(v, name, minimum):
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-
-
-def _positive(v, name, allow_zero=False):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+    """``--quick``: every setting of :data:`QUICK` that was left at its default takes the quick
+    value (:func:`labs.study.apply_quick`, the same rule in every lab)."""
+    return study.apply_quick(cfg, QUICK)
 
 
 def parse_sampler(label: str):
@@ -429,11 +404,6 @@ def _floor_rows(cell, dm, bw) -> list:
 # summary and verdicts
 
 
-def _f(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 _LABELS = {"ddpm_small": "DDPM (beta_tilde)", "ddpm_large": "DDPM (beta)", "ddim": "DDIM",
@@ -677,30 +647,44 @@ def plan_cells_schedule(cfg) -> str:
 # driver
 
 
+class DiffusionStudy:
+    """The diffusion sweep as a :class:`labs.study.Study` (:func:`labs.study.run_study` drives it)."""
+
+    name = "diffusion_sweep"
+    columns = COLUMNS
+    quick = QUICK
+    plan = staticmethod(plan_cells)
+
+    @property
+    def run_cell(self):
+        # the module's function as it is when the study runs: that object goes to the executor
+        # (a Dask worker receives it pickled), so a wrapped or replaced run_cell is honoured
+        return run_cell
+
+    @staticmethod
+    def summarize(rows: list, cfg: DiffusionSweepConfig) -> dict:
+        summary = summarize(rows, cfg)
+        summary["settings"] = dict(strided_nfe=strided_grid(cfg), headline_Ks=_headline_Ks(cfg),
+                                   schedule_config=json.loads(plan_cells_schedule(cfg)))
+        return summary
+
+    @staticmethod
+    def plot(rows, summary, cfg, out) -> None:
+        from labs.diffusion_plotting import plot_error_vs_calls, plot_samples_2d
+
+        plot_error_vs_calls(rows, summary, cfg, Path(out) / "error_vs_calls.png", sampler_label=sampler_label)
+        if "ring" in cfg.targets:
+            plot_samples_2d(figure_samples(cfg), cfg, Path(out) / "samples_2d.png")
+
+    print_table = staticmethod(print_table)
+
+
+STUDY = DiffusionStudy()
+
+
 def run_sweep(cfg: DiffusionSweepConfig) -> dict:
-    cfg.validate()
-    if cfg.quick:
-        apply_quick(cfg)
-    from labs.executor import run_planned
-
-    t0 = time.time()
-    cells = plan_cells(cfg)
-    rows, n_run, _ = run_planned(cfg, cells, run_cell, COLUMNS, "diffusion_sweep")
-    out = Path(cfg.out)
-    summary = summarize(rows, cfg)
-    from labs.diffusion_plotting import plot_error_vs_calls, plot_samples_2d
-
-    plot_error_vs_calls(rows, summary, cfg, out / "error_vs_calls.png")
-    if "ring" in cfg.targets:
-        plot_samples_2d(figure_samples(cfg), cfg, out / "samples_2d.png")
-    elapsed = time.time() - t0
-    summary["settings"] = dict(cfg.to_dict(), cells=len(cells), cells_run_now=n_run, strided_nfe=strided_grid(cfg),
-                               headline_Ks=_headline_Ks(cfg), torch=torch.__version__,
-                               schedule_config=json.loads(plan_cells_schedule(cfg)))
-    summary["elapsed_s"] = elapsed
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
-    print_table(summary, cfg, elapsed, out)
-    return summary
+    """Run the sweep with settings ``cfg``; returns the summary (also in ``cfg.out``)."""
+    return study.run_study(STUDY, cfg)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -743,7 +727,7 @@ def config_from_args(argv=None) -> DiffusionSweepConfig:
 
 
 def main(argv=None) -> int:
-    return cli.run_main("diffusion_sweep", lambda: config_from_args(argv), run_sweep)
+    return study.run_main(STUDY, lambda: config_from_args(argv))
 
 
 if __name__ == "__main__":

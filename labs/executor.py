@@ -137,7 +137,12 @@ def run_planned(cfg, cells: list, run_cell: Callable[[dict, dict], list], column
 
 
 def _run_on_worker(run_cell, cell: dict, token: str) -> list:
-    """The task: one cell, with this worker process's cache for the current sweep."""
+    """The task: one cell, with this worker process's cache for the current sweep.  A worker
+    process opts in to the allocator tuning as the command line does (:mod:`samplers.allocator`;
+    once per process, ``LAB_MALLOC=system`` honoured)."""
+    import samplers
+
+    samplers.allocator.tune()
     if _WORKER_CACHE["token"] != token:
         _WORKER_CACHE["token"], _WORKER_CACHE["cache"] = token, {}
     return run_cell(cell, _WORKER_CACHE["cache"])
@@ -177,7 +182,7 @@ def _run_dask(cells, run_cell, store, *, address, workers, gpu, progress, desc, 
                     try:
                         store.append(fut.result(timeout=10))
                         saved.add(fut.key)
-                    except Exception:  # noqa: BLE001 - the original exception is the one to report
+                    except Exception:
                         pass
             client.cancel([f for f in futures if f.key not in saved])
             raise

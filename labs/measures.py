@@ -14,21 +14,55 @@ Two kinds:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 import metrics as M
 
-__all__ = ["EXACT_METRICS", "SAMPLE_METRICS", "METRIC_NAMES", "default_metric", "check_metric",
-           "measure_samples", "noise_floor_samples"]
+__all__ = ["EXACT_METRICS", "SAMPLE_METRICS", "METRIC_NAMES", "LAB_METRICS", "LabMetric", "register_metric",
+           "metric_names", "default_metric", "check_metric", "measure_samples", "noise_floor_samples"]
 
 EXACT_METRICS = ("w2", "kl", "cov_error")
-SAMPLE_METRICS = ("marginal_w2", "sliced_w2", "mmd", "ksd", "weak_m2")
-METRIC_NAMES = EXACT_METRICS + SAMPLE_METRICS
 
 _N_PROJECTIONS = 200
 _MMD_MAX_POINTS = 4000
+
+
+@dataclass(frozen=True)
+class LabMetric:
+    """A sample-based metric the labs can measure chains in (``--metric NAME``).
+
+    measure:  ``measure(x [n, d], target, seed) -> metrics.MetricResult`` (value, 95% interval,
+              standard error); ``seed`` seeds whatever it draws itself (reference samples,
+              projections).
+    needs:    ``needs(target) -> None`` if it can be measured on ``target``, else the reason (a
+              phrase completing "metric NAME needs ...").
+    """
+
+    name: str
+    measure: Callable
+    needs: Callable = lambda target: None
+
+
+#: The sample-based metrics by name; more join with :func:`register_metric`.
+LAB_METRICS: dict[str, LabMetric] = {}
+
+
+def register_metric(metric: LabMetric, *, replace: bool = False) -> LabMetric:
+    """Add ``metric`` to :data:`LAB_METRICS` (a taken name is an error unless ``replace=True``)."""
+    if not isinstance(metric, LabMetric):
+        raise ValueError(f"register_metric takes a LabMetric, got {type(metric).__name__}")
+    if metric.name in EXACT_METRICS or (metric.name in LAB_METRICS and not replace):
+        raise ValueError(f"metric {metric.name!r} is already registered (pass replace=True to replace it)")
+    LAB_METRICS[metric.name] = metric
+    return metric
+
+
+def metric_names() -> tuple[str, ...]:
+    return EXACT_METRICS + tuple(LAB_METRICS)
 
 
 def default_metric(target) -> str:
@@ -45,19 +79,18 @@ def default_metric(target) -> str:
 
 def check_metric(metric: str, target) -> None:
     """Raise ValueError if ``metric`` cannot be measured on ``target``."""
-    from targets import Gaussian, SeparableTarget
+    from targets import Gaussian
 
-    if metric not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRIC_NAMES)}")
+    if metric not in metric_names():
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(metric_names())}")
     name = type(target).__name__
-    if metric in EXACT_METRICS and not isinstance(target, Gaussian):
-        raise ValueError(f"metric {metric!r} needs exact laws, which exist only for Gaussian targets, not {name}")
-    if metric == "marginal_w2" and not isinstance(target, SeparableTarget):
-        raise ValueError(f"metric 'marginal_w2' needs a separable target, not {name}")
-    if metric in ("sliced_w2", "mmd") and not target.has_sampler:
-        raise ValueError(f"metric {metric!r} needs exact target samples, which {name} has not")
-    if metric == "weak_m2" and target.mean is None:
-        raise ValueError(f"metric 'weak_m2' needs the exact second moment, unknown for {name}")
+    if metric in EXACT_METRICS:
+        if not isinstance(target, Gaussian):
+            raise ValueError(f"metric {metric!r} needs exact laws, which exist only for Gaussian targets, not {name}")
+        return
+    why = LAB_METRICS[metric].needs(target)
+    if why:
+        raise ValueError(f"metric {metric!r} needs {why}; {name} does not qualify")
 
 
 def _reference(target, n: int, seed: int) -> torch.Tensor:
@@ -70,25 +103,47 @@ def _m2(target) -> float:
     return float((torch.trace(S) + m @ m) / target.dim)
 
 
+def _separable(target):
+    from targets import SeparableTarget
+
+    return None if isinstance(target, SeparableTarget) else "a separable target"
+
+
+def _exact_samples(target):
+    return None if target.has_sampler else "exact target samples"
+
+
+def _first(n: int, x: torch.Tensor) -> torch.Tensor:
+    return x[: min(x.shape[0], n)]
+
+
+for _m in (
+    # coordinates are i.i.d. under a separable target: their values pool into one marginal
+    LabMetric("marginal_w2", lambda x, t, seed: M.marginal_w2(x, t, pool=True), _separable),
+    LabMetric("sliced_w2", lambda x, t, seed: M.sliced_w2(x, _reference(t, x.shape[0], seed),
+                                                           n_projections=_N_PROJECTIONS, seed=seed),
+              _exact_samples),
+    LabMetric("mmd", lambda x, t, seed: M.mmd(_first(_MMD_MAX_POINTS, x),
+                                              _reference(t, _first(_MMD_MAX_POINTS, x).shape[0], seed)),
+              _exact_samples),
+    LabMetric("ksd", lambda x, t, seed: M.ksd(_first(_MMD_MAX_POINTS, x), t)),
+    LabMetric("weak_m2", lambda x, t, seed: M.weak_error(x, lambda z: (z**2).sum(-1) / z.shape[-1], _m2(t)),
+              lambda t: None if t.mean is not None else "the exact second moment"),
+):
+    register_metric(_m)
+
+SAMPLE_METRICS = tuple(LAB_METRICS)
+METRIC_NAMES = EXACT_METRICS + SAMPLE_METRICS
+
+
 def measure_samples(metric: str, x: torch.Tensor, target, seed: int) -> dict:
     """Value, 95% interval and standard error of ``metric`` on chains ``x``.
 
     ``seed`` seeds what the metric draws itself (reference samples, projections).
     """
-    if metric == "marginal_w2":
-        r = M.marginal_w2(x, target, pool=True)  # coordinates are i.i.d. under the target
-    elif metric == "sliced_w2":
-        r = M.sliced_w2(x, _reference(target, x.shape[0], seed), n_projections=_N_PROJECTIONS, seed=seed)
-    elif metric == "mmd":
-        n = min(x.shape[0], _MMD_MAX_POINTS)
-        r = M.mmd(x[:n], _reference(target, n, seed))
-    elif metric == "ksd":
-        n = min(x.shape[0], _MMD_MAX_POINTS)
-        r = M.ksd(x[:n], target)
-    elif metric == "weak_m2":
-        r = M.weak_error(x, lambda z: (z**2).sum(-1) / z.shape[-1], _m2(target))
-    else:
+    if metric not in LAB_METRICS:
         raise ValueError(f"metric {metric!r} is not sample-based")
+    r = LAB_METRICS[metric].measure(x, target, seed)
     return {"value": float(r.value), "ci_low": float(r.ci[0]), "ci_high": float(r.ci[1]),
             "se": float(r.se) if r.se is not None else math.nan}
 

@@ -8,9 +8,11 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from labs.study import as_float as _f
 
 __all__ = ["plot_sweep"]
 
@@ -26,11 +28,6 @@ _METRIC_LABEL = {
 }
 
 
-def _f(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _kappa(v) -> str:
@@ -50,8 +47,9 @@ def plot_sweep(rows, summary, cfg, path) -> None:
     ncol = min(3, len(panels))
     nrow = math.ceil(len(panels) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
-    palette = dict(zip(["lmc", "plmc", "plmc_ref", "rlmc", "mala", "ulmc", "pulmc", "pulmc_ref", "rulmc"],
-                       sns.color_palette("deep", 9)))
+    from samplers import METHODS
+
+    palette = dict(zip(METHODS, sns.color_palette("deep", max(10, len(METHODS)))))
     fits = {(f["target"], str(f["dim"]), _kappa(f["kappa"]), f["metric"], f["sampler"]): f
             for f in summary.get("fits", [])}
     for ax, panel in zip(axes.flat, panels):
@@ -74,8 +72,9 @@ def plot_sweep(rows, summary, cfg, path) -> None:
             yerr = np.vstack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)])
             label = sampler
             if theorem:
-                base = "ULMC" if sampler in ("ulmc", "pulmc", "pulmc_ref") else "LMC"
-                label = (f"{sampler.upper() + '(eta,K)' if sampler.startswith('p') else base + '(eta)'} "
+                alg = METHODS[sampler]
+                base = (alg.base or sampler).upper()
+                label = (f"{sampler.upper() + '(eta,K)' if alg.base else base + '(eta)'} "
                          f"vs {base}(eta/K), K={g[1]}")
             else:
                 f = fits.get((target, str(dim), _kappa(kappa), metric, sampler))
@@ -85,7 +84,7 @@ def plot_sweep(rows, summary, cfg, path) -> None:
                     ax.plot(xx, np.exp(f["intercept"]) * xx ** f["slope"], "--", color=palette.get(sampler), lw=1)
                 elif f is not None:
                     label = f"{sampler}: no fit"
-            ls = "-" if sampler.startswith("p") or not theorem else ":"
+            ls = "-" if METHODS[sampler].base or not theorem else ":"
             ax.errorbar(xs, v, yerr=yerr, fmt="o" + ls, ms=4, capsize=2, color=palette.get(sampler) if not theorem else None,
                         label=label)
         if floor:

@@ -48,7 +48,6 @@ the same either way; fits read them in planned order, whatever order they finish
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -60,11 +59,12 @@ import torch
 
 from labs.config import STUDIES, SweepConfig
 from labs.fitting import fit_slope, select_points, slope_ratio
-from labs.measures import (EXACT_METRICS, METRIC_NAMES, check_metric, default_metric,
+from labs.measures import (EXACT_METRICS, check_metric, default_metric, metric_names,
                            measure_samples, noise_floor_samples)
 from labs import cli
-from labs.cli import LabParser, add_run_flags, csv_list, json_default, scalar
+from labs.cli import LabParser, add_run_flags, csv_list, scalar
 from labs.store import cell_key
+from labs.study import as_float as _f
 
 __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "plan_cells",
            "schedule_for_budget", "summarize"]
@@ -88,27 +88,50 @@ TARGET_DEFAULTS = {
     # No exact start: the horizon must be long enough for the N(0, I) start to be forgotten.
     "logistic": dict(dim=5, horizon=10.0, budgets=[64, 128, 256, 512, 1024, 2048]),
 }
+# A target registered elsewhere (targets.register_target) without an entry above.
+GENERIC_DEFAULTS = dict(dim=2, horizon=2.0, budgets=[16, 32, 64, 128, 256, 512])
+# --quick: these settings where left at their defaults (labs.study.apply_quick)
 QUICK = dict(chains=4000, budgets_keep=4)
 
-POISSON_SAMPLERS = ("plmc", "plmc_ref", "pulmc", "pulmc_ref")   # take K
-UNDERDAMPED_SAMPLERS = ("ulmc", "pulmc", "pulmc_ref", "rulmc")  # take friction
-# Poisson-midpoint sampler -> the sampler it discretizes better (slope ratios, theorem study)
-BASE_SAMPLER = {"plmc": "lmc", "plmc_ref": "lmc", "pulmc": "ulmc", "pulmc_ref": "ulmc"}
-SPEEDUP_PAIRS = (("plmc", "lmc"), ("pulmc", "ulmc"))
+# Everything the sweep knows about a sampler comes from its descriptor (samplers.base): whether it
+# takes K (Poisson-midpoint sub-steps, set by the K schedule) or a friction, its evaluations per
+# step, its base method (slope ratios, theorem study), its exact moments and whether its law is
+# Gaussian.  No sampler is named here, so a newly registered method runs in every study.
 
 
 # ------------------------------------------------------------------------------------------------
 # planning
 
 
-def _evals_per_step(sampler: str, K) -> float:
-    if sampler in POISSON_SAMPLERS:
-        return 2.0 - 1.0 / K
-    return 2.0 if sampler in ("rlmc", "rulmc") else 1.0
+def _method(sampler: str):
+    from samplers.base import get_method
+
+    return get_method(sampler)
+
+
+def _method_params(alg, K=None, friction=None) -> dict:
+    """The lab-level settings ``K`` and ``friction`` that ``alg`` takes (its other parameters keep
+    their defaults)."""
+    out = {}
+    if alg.takes("K"):
+        out["K"] = K
+    if alg.takes("friction"):
+        out["friction"] = friction
+    return out
 
 
 def _friction(cfg: SweepConfig, sampler: str):
-    return cfg.friction if sampler in UNDERDAMPED_SAMPLERS else ""
+    return cfg.friction if _method(sampler).takes("friction") else ""
+
+
+def _cell_params(cell: dict, alg) -> dict:
+    K = cell.get("K")
+    return _method_params(alg, None if K in ("", None) else int(K), _cell_friction(cell))
+
+
+def _base_of(sampler: str) -> str:
+    """The method ``sampler`` imitates (its descriptor's ``base``), or ``sampler`` itself."""
+    return _method(sampler).base or sampler
 
 
 def schedule_for_budget(sampler: str, budget: int, horizon: float, cfg: SweepConfig):
@@ -117,10 +140,11 @@ def schedule_for_budget(sampler: str, budget: int, horizon: float, cfg: SweepCon
     PLMC's evaluations per step depend on ``K``, which (growing schedule) depends on the step
     size: the fixed point is found in a few rounds.
     """
-    takes_K = sampler in POISSON_SAMPLERS
+    alg = _method(sampler)
+    takes_K = alg.takes("K")
     K = cfg.k_fixed if takes_K and cfg.k_schedule == "fixed" else (1 if takes_K else None)
     for _ in range(10):
-        per = _evals_per_step(sampler, K) if takes_K else _evals_per_step(sampler, None)
+        per = alg.mean_evals_per_step(**alg.check_params(**_method_params(alg, K, cfg.friction)))
         n_steps = max(1, int(round(budget / per)))
         eta = horizon / n_steps
         if not takes_K or cfg.k_schedule == "fixed":
@@ -132,16 +156,22 @@ def schedule_for_budget(sampler: str, budget: int, horizon: float, cfg: SweepCon
     return n_steps, eta, K
 
 
+def _takes_kappa(target_name: str) -> bool:
+    from targets import TARGETS
+
+    return TARGETS[target_name].takes_kappa
+
+
 def _resolve(cfg: SweepConfig, target_name: str, kappa: float) -> dict:
-    d = TARGET_DEFAULTS[target_name]
+    d = TARGET_DEFAULTS.get(target_name, GENERIC_DEFAULTS)
     if cfg.budgets is not None:
         budgets = list(cfg.budgets)
-    elif target_name.startswith("gaussian"):
+    elif _takes_kappa(target_name):
         budgets = [int(round(b * max(1.0, kappa))) for b in d["budgets"]]
     else:
         budgets = list(d["budgets"])
-    if cfg.quick and cfg.budgets is None:
-        budgets = budgets[: QUICK["budgets_keep"]]
+    if cfg.budgets_keep is not None and cfg.budgets is None:
+        budgets = budgets[: cfg.budgets_keep]
     return dict(dim=cfg.dim if cfg.dim is not None else d["dim"],
                 horizon=cfg.horizon if cfg.horizon is not None else d["horizon"], budgets=budgets)
 
@@ -149,12 +179,19 @@ def _resolve(cfg: SweepConfig, target_name: str, kappa: float) -> dict:
 def build_target(name: str, dim: int, kappa: float, seed: int = 0):
     from targets import make_target
 
-    kappa = float(kappa) if name.startswith("gaussian") and kappa not in ("", None) else 1.0
+    kappa = float(kappa) if _takes_kappa(name) and kappa not in ("", None) else 1.0
     return make_target(name, dim=dim, kappa=kappa, seed=seed)
 
 
 def plan_cells(cfg: SweepConfig) -> list[dict]:
-    """Every cell the sweep runs, as plain settings dicts (each is one unit of resumable work)."""
+    """Every cell the sweep runs, as plain settings dicts (each is one unit of resumable work).
+
+    With ``cfg.quick`` the quick settings are applied first (:func:`labs.study.apply_quick`, as a
+    run does; applying them twice changes nothing), so planning alone gives a run's cells."""
+    if cfg.quick:
+        from labs.study import apply_quick
+
+        apply_quick(cfg, QUICK)
     cells = []
     if cfg.study == "scaling":
         grid = [("gaussian", d, k) for d in cfg.dims for k in cfg.kappas]
@@ -170,7 +207,7 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
         # A target without an exact sampler (logistic regression) cannot start at the target and
         # has no noise floor: its chains start at N(0, I) and only the metric's own CI counts.
         start = cfg.start if (exact or target.has_sampler) else "standard"
-        base = dict(study=cfg.study, target=tname, dim=dim, kappa=kappa if "gaussian" in tname else "",
+        base = dict(study=cfg.study, target=tname, dim=dim, kappa=kappa if _takes_kappa(tname) else "",
                     horizon=r["horizon"], start=start, chains=cfg.chains, metric=metric,
                     device=cfg.device, dtype=cfg.dtype, noise=cfg.noise)
         seeds = [cfg.seed] if exact else [cfg.seed + s for s in range(cfg.seeds)]
@@ -179,12 +216,13 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
                 cells.append(dict(base, kind="floor", sampler="exact", seed=s))
         if cfg.study in ("rate", "scaling"):
             for sampler in cfg.samplers:
-                if exact and sampler == "mala":
-                    continue  # MALA's law has no linear recursion; it is unbiased anyway
-                if metric == "kl" and sampler != "lmc":
-                    continue  # only LMC's law is Gaussian
+                alg = _method(sampler)
+                if exact and alg.exact_moments is None:
+                    continue  # no exact moment recursion (MALA: it is unbiased anyway)
                 for budget in r["budgets"]:
                     n_steps, eta, K = schedule_for_budget(sampler, budget, r["horizon"], cfg)
+                    if metric == "kl" and not alg.gaussian_law(**alg.check_params(**_method_params(alg, K, cfg.friction))):
+                        continue  # KL of the exact law needs a Gaussian law
                     for s in seeds:
                         cells.append(dict(base, kind="run", sampler=sampler, budget=budget, n_steps=n_steps,
                                           step_size=eta, K=K, k_schedule=cfg.k_schedule if K else "",
@@ -192,25 +230,28 @@ def plan_cells(cfg: SweepConfig) -> list[dict]:
                                           friction=_friction(cfg, sampler)))
         elif cfg.study == "theorem":
             etas = cfg.step_sizes or _default_etas(target, 4)
-            families = [pm for pm, base_ in SPEEDUP_PAIRS
-                        if any(BASE_SAMPLER.get(x, x) == base_ for x in cfg.samplers)]
+            families = [s for s in cfg.samplers if _method(s).base is not None]
+            if not families:
+                raise ValueError(f"the theorem study compares a method with a base (e.g. plmc, base lmc) with its "
+                                 f"base at the fine step; none of --samplers {','.join(cfg.samplers)} has one")
             for eta in etas:
                 n_steps = max(1, int(round(r["horizon"] / eta)))
                 for K in cfg.Ks:
                     for s in seeds:
                         for pm in families:
-                            for sampler, e, k in ((pm, eta, K), (BASE_SAMPLER[pm], eta, None)):
+                            for sampler, e, k in ((pm, eta, K), (_base_of(pm), eta, None)):
                                 cells.append(dict(base, kind="gap", sampler=sampler, n_steps=n_steps, step_size=e,
                                                   K=k, K_ref=K, seed=s, k_schedule="fixed" if k else "",
                                                   k_scale="", friction=_friction(cfg, sampler)))
         elif cfg.study == "bias":
             etas = cfg.step_sizes or _default_etas(target, 6)
             for sampler in cfg.samplers:
-                if exact and sampler == "mala":
+                alg = _method(sampler)
+                if exact and alg.exact_moments is None:
                     continue
                 for eta in etas:
                     K = None
-                    if sampler in POISSON_SAMPLERS:
+                    if alg.takes("K"):
                         K = cfg.k_fixed if cfg.k_schedule == "fixed" else max(1, math.ceil(cfg.k_scale / eta - 1e-9))
                     n_steps = max(1, int(round(r["horizon"] / eta)))
                     for s in seeds:
@@ -260,23 +301,21 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
         return [_row(cell, kind="floor", value=fl["value"], ci_low=fl["ci_low"], ci_high=fl["ci_high"],
                      se=fl["se"], status="ok", n_diverged=0, grad_evals="")]
 
-    sampler, eta, K, n_steps = cell["sampler"], cell["step_size"], cell["K"], cell["n_steps"]
-    fr = _cell_friction(cell)
+    sampler, eta, n_steps = cell["sampler"], cell["step_size"], cell["n_steps"]
+    alg = _method(sampler)
+    params = _cell_params(cell, alg)
     if metric in EXACT_METRICS:
-        method = {"plmc_ref": "plmc", "pulmc_ref": "pulmc"}.get(sampler, sampler)
         start = dict(mean0=target.mean, cov0=target.cov) if cell["start"] == "target" else {}
-        if fr is not None:
-            start["friction"] = fr
         if cell["kind"] == "bias":
             try:
-                m, S = stationary_law(method, target, eta, K, **({"friction": fr} if fr is not None else {}))
-                law = _law_from(method, eta, K, m, S)
+                m, S = stationary_law(alg, target, eta, **params)
+                law = _law_from(alg, eta, params, m, S)
             except ValueError:
                 return [_row(cell, value="", status="diverged", n_diverged=cell["chains"], grad_evals="")]
         elif cell["kind"] == "gap":
             return _exact_gap(cell, target, start)
         else:
-            law = exact_law(method, target, n_steps, eta, K, **start)
+            law = exact_law(alg, target, n_steps, eta, **params, **start)
         with np.errstate(all="ignore"):
             finite = np.isfinite(law.covs[-1]).all() and np.abs(law.covs[-1]).max() < 1e12
         if not finite:
@@ -302,8 +341,8 @@ def run_cell(cell: dict, cache: dict) -> list[dict]:
         return _sample_gap(cell, t, x0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = samplers.sample(sampler, t, cell["chains"], n_steps, eta, K=K, x0=x0, seed=cell["seed"],
-                              device=device, dtype=dtype, friction=fr, noise=cell.get("noise", "exact"))
+        res = samplers.sample(alg, t, cell["chains"], n_steps, eta, x0=x0, seed=cell["seed"],
+                              device=device, dtype=dtype, noise=cell.get("noise", "exact"), **params)
     evals = float(res.grad_evals.double().mean())
     if res.n_diverged:
         return [_row(cell, value="", status="diverged", n_diverged=res.n_diverged, grad_evals=evals)]
@@ -316,11 +355,12 @@ def _cell_friction(cell):
     return None if f in ("", None) else float(f)
 
 
-def _law_from(method, eta, K, mean, cov):
+def _law_from(alg, eta, params, mean, cov):
     from metrics.exact_laws import ExactLaw
 
-    return ExactLaw(method, eta, K, np.array([0]), np.array([0.0]), mean[None], cov[None],
-                    gaussian=(method in ("lmc", "ulmc") or K == 1))
+    checked = alg.check_params(**params)
+    return ExactLaw(alg.name, eta, checked.get("K"), np.array([0]), np.array([0.0]), mean[None], cov[None],
+                    gaussian=alg.gaussian_law(**checked))
 
 
 def _exact_gap(cell, target, start):
@@ -333,9 +373,10 @@ def _exact_gap(cell, target, start):
 
     K_ref = cell["K_ref"]
     eta, n = cell["step_size"], cell["n_steps"]
-    base = BASE_SAMPLER.get(cell["sampler"], cell["sampler"])
-    ref = exact_law(base, target, n * K_ref, eta / K_ref, **start)
-    law = exact_law(cell["sampler"], target, n, eta, cell["K"], **start)
+    base = _base_of(cell["sampler"])
+    fr = {"friction": _cell_friction(cell)} if _method(base).takes("friction") else {}
+    ref = exact_law(base, target, n * K_ref, eta / K_ref, **fr, **start)
+    law = exact_law(cell["sampler"], target, n, eta, **_cell_params(cell, _method(cell["sampler"])), **start)
     v = float(w2_gaussian(torch.from_numpy(law.means[-1]), torch.from_numpy(law.covs[-1]),
                           torch.from_numpy(ref.means[-1]), torch.from_numpy(ref.covs[-1])))
     return [_row(cell, kind="lower_bound" if cell["sampler"] != base else "exact", value=v, ci_low=v, ci_high=v,
@@ -350,12 +391,14 @@ def _sample_gap(cell, t, x0):
 
     K_ref = cell["K_ref"]
     eta, n = cell["step_size"], cell["n_steps"]
-    base = BASE_SAMPLER.get(cell["sampler"], cell["sampler"])
-    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype, friction=_cell_friction(cell), noise=cell.get("noise", "exact"))
+    base = _base_of(cell["sampler"])
+    kw = dict(x0=x0, device=cell["device"], dtype=t.dtype, noise=cell.get("noise", "exact"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        a = samplers.sample(cell["sampler"], t, cell["chains"], n, eta, K=cell["K"], seed=cell["seed"], **kw)
-        b = samplers.sample(base, t, cell["chains"], n * K_ref, eta / K_ref, seed=cell["seed"] + 500009, **kw)
+        a = samplers.sample(cell["sampler"], t, cell["chains"], n, eta, seed=cell["seed"],
+                            **_cell_params(cell, _method(cell["sampler"])), **kw)
+        b = samplers.sample(base, t, cell["chains"], n * K_ref, eta / K_ref, seed=cell["seed"] + 500009,
+                            **_cell_params(dict(cell, K=""), _method(base)), **kw)
     nd = a.n_diverged + b.n_diverged
     if nd:
         return [_row(cell, value="", status="diverged", n_diverged=nd, grad_evals="")]
@@ -369,11 +412,6 @@ def _sample_gap(cell, t, x0):
 # summarizing
 
 
-def _f(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _group_seed(*parts) -> int:
@@ -396,7 +434,7 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
             continue
         sampler = r["sampler"]
         if r["study"] == "theorem":
-            sampler = f"{sampler}~{BASE_SAMPLER.get(sampler, sampler)}(eta/{r['K_ref']})"
+            sampler = f"{sampler}~{_base_of(sampler)}(eta/{r['K_ref']})"
         groups.setdefault(gk + (sampler,), []).append(r)
     by_step = cfg.study in ("bias", "theorem")
     x_of = (lambda r: _f(r["step_size"])) if by_step else (lambda r: _f(r["grad_evals"]))
@@ -426,19 +464,18 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         entry["k_schedule"] = rs[0]["k_schedule"] or None
         fits.append(entry)
     for key, fit in fitted.items():
-        pairs = dict(SPEEDUP_PAIRS)
-        if key[4] not in pairs:
+        if cfg.study == "theorem" or _method(key[4]).base is None:
             continue
-        den = fitted.get(key[:4] + (pairs[key[4]],))
+        den_name = _method(key[4]).base
+        den = fitted.get(key[:4] + (den_name,))
         if den is None:
             continue
         ratio, ci = slope_ratio(fit, den)
         target, dim, kappa, metric, num_name = key
-        den_name = pairs[num_name]
         sp = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, metric=metric,
                   numerator=num_name, denominator=den_name, ratio=ratio, ratio_ci=list(ci),
                   k_schedule=cfg.k_schedule)
-        if num_name == "pulmc":
+        if _method(num_name).takes("friction"):
             sp["friction"] = cfg.friction
         sp["verdict"] = _verdict(ratio, ci, fit, den, cfg)
         speedups.append(sp)
@@ -501,32 +538,42 @@ def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file
 # driver
 
 
+class RateStudy:
+    """The rate sweep as a :class:`labs.study.Study` (:func:`labs.study.run_study` drives it)."""
+
+    name = "rate_sweep"
+    columns = COLUMNS
+    quick = QUICK
+    plan = staticmethod(plan_cells)
+    summarize = staticmethod(summarize)
+
+    @property
+    def run_cell(self):
+        # the module's function as it is when the study runs: that object goes to the executor
+        # (a Dask worker receives it pickled), so a wrapped or replaced run_cell is honoured
+        return run_cell
+    print_table = staticmethod(print_table)
+
+    @staticmethod
+    def plot(rows, summary, cfg, out) -> None:
+        from labs.plotting import plot_sweep
+
+        plot_sweep(rows, summary, cfg, Path(out) / "rate_sweep.png")
+
+
+STUDY = RateStudy()
+
+
 def run_sweep(cfg: SweepConfig) -> dict:
-    cfg.validate()
-    if cfg.quick and cfg.chains == SweepConfig.chains:
-        cfg.chains = QUICK["chains"]
-    from labs.executor import run_planned
+    """Run the sweep with settings ``cfg``; returns the summary (also in ``cfg.out``)."""
+    from labs.study import run_study
 
-    cells = plan_cells(cfg)
-    rows, n_run, elapsed = run_planned(cfg, cells, run_cell, COLUMNS, f"rate_sweep[{cfg.study}]")
-    out = Path(cfg.out)
-    summary = summarize(rows, cfg)
-    summary["settings"] = cfg.to_dict()
-    summary["settings"]["cells"] = len(cells)
-    summary["settings"]["cells_run_now"] = n_run
-    summary["settings"]["torch"] = torch.__version__
-    summary["elapsed_s"] = elapsed
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
-    from labs.plotting import plot_sweep
-
-    plot_sweep(rows, summary, cfg, out / "rate_sweep.png")
-    print_table(summary, cfg, elapsed, out)
-    return summary
+    return run_study(STUDY, cfg)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from samplers import METHODS
-    from targets import TARGET_NAMES
+    from targets import TARGETS
 
     p = LabParser(prog="python -m labs.rate_sweep", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -537,11 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--study", choices=STUDIES, help="rate (default), theorem, bias or scaling")
     a("--target", dest="targets", type=csv_list(str, "--target"),
-      help=f"comma-separated targets: {', '.join(TARGET_NAMES)}")
+      help=f"comma-separated targets: {', '.join(TARGETS)}")
     a("--dim", type=scalar(int, "--dim"), help="dimension of every target (default: each target's own)")
     a("--kappa", type=scalar(float, "--kappa"), help="condition number of Gaussian targets (default 10)")
     a("--samplers", type=csv_list(str, "--samplers"), help=f"comma-separated: {', '.join(METHODS)}")
-    a("--metric", help=f"one of {', '.join(METRIC_NAMES)} (default: each target's own)")
+    a("--metric", help=f"one of {', '.join(metric_names())} (default: each target's own)")
     a("--budgets", type=csv_list(int, "--budgets"), help="gradient evaluations per chain, e.g. 100,200,400")
     a("--chains", type=scalar(int, "--chains"), help="chains per cell (sample-based metrics; default 20000)")
     a("--seeds", type=scalar(int, "--seeds"), help="number of seeds (sample-based metrics; default 1)")
@@ -571,7 +618,9 @@ def config_from_args(argv=None) -> SweepConfig:
 
 
 def main(argv=None) -> int:
-    return cli.run_main("rate_sweep", lambda: config_from_args(argv), run_sweep)
+    from labs.study import run_main
+
+    return run_main(STUDY, lambda: config_from_args(argv))
 
 
 if __name__ == "__main__":

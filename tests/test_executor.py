@@ -199,7 +199,7 @@ def test_diffusion_sweep_refuses_bad_executor_settings(tmp_path, capsys):
 
 DRIVER = """
 import sys, time
-from labs import rate_sweep as rs
+from labs import rate_sweep as rs  # noqa: E402
 real = rs.run_cell
 def slow(cell, cache):
     time.sleep(0.4)
