@@ -304,7 +304,8 @@ def table(report) -> str:
                     cells.append(r["reason"])
                 else:
                     pk = r["peak_rss_delta_mb"]
-                    cells.append(f"{_fmt_time(r['time_s_median'])} / {pk:.0f} MB" if pk is not None else _fmt_time(r["time_s_median"]))
+                    t = _fmt_time(r["time_s_median"])
+                    cells.append(f"{t} / {pk:.0f} MB" if pk is not None else t)
         lines.append(f"| {metric} | {d} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
