@@ -44,7 +44,8 @@ What is measured
     from the same ``x0 ~ N(0, I)``.
 
     Peak memory: each configuration runs in a fresh subprocess that builds the target and x0,
-    then samples ``--memory-steps`` steps (``--memory-repeats`` processes, median).  Reported: its
+    then samples ``--memory-steps`` steps (``--memory-repeats`` processes, median; as many run at
+    once as there are CPU cores, which changes no process's own peak).  Reported: its
     peak RSS (``VmHWM`` on Linux, see :func:`max_rss_mb`) minus that of a baseline subprocess
     that only imported the packages and built the target and x0, also in units of one
     ``[chains, dim]`` float64 state (``8 chains dim`` bytes).  The children run with glibc's
@@ -271,42 +272,51 @@ def measure_memory(name: str, args, chains=None, dim=None, malloc: str = "system
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _peaks(jobs: list, args) -> list:
+    """``measure_memory(name, args, **kw)["peak_mb"]`` for each ``(name, kw)`` of ``jobs``, run as
+    concurrent subprocesses (one per CPU core): each peak is its own process's high-water mark,
+    so running them side by side changes no number, only the wall time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda job: measure_memory(job[0], args, **job[1])["peak_mb"], jobs))
+
+
+def _median_peaks(names: list, args, **kw) -> tuple[dict, dict]:
+    """Median peak RSS of each configuration in ``names`` over ``args.memory_repeats`` runs, and
+    every run's peak."""
+    jobs = [(name, kw) for _ in range(args.memory_repeats) for name in names]
+    peaks = _peaks(jobs, args)
+    runs = {name: peaks[i::len(names)] for i, name in enumerate(names)}
+    return {name: statistics.median(v) for name, v in runs.items()}, runs
+
+
 def memory_tables(names, args) -> dict:
     """Per-configuration peak RSS deltas, and LMC / PLMC over ``chains x dim`` sizes."""
     state_mb = 8.0 * args.chains * args.dim / 2**20
-    peaks = {name: [] for name in ["baseline", *names]}
-    for _ in range(args.memory_repeats):
-        for name in peaks:
-            peaks[name].append(measure_memory(name, args)["peak_mb"])
-    base = statistics.median(peaks["baseline"])
+    med, runs = _median_peaks(["baseline", *names], args)
+    base = med["baseline"]
     per_config = {}
     for name in names:
-        med = statistics.median(peaks[name])
-        per_config[name] = {"peak_mb": med, "delta_mb": med - base, "delta_states": (med - base) / state_mb,
-                            "delta_all_mb": [v - base for v in peaks[name]]}
+        per_config[name] = {"peak_mb": med[name], "delta_mb": med[name] - base,
+                            "delta_states": (med[name] - base) / state_mb,
+                            "delta_all_mb": [v - base for v in runs[name]]}
     # the same peaks with the tuned allocator (freed blocks kept for reuse), for LMC and PLMC
     tuned_names = [n for n in MEMORY_SCALING_CONFIGS if n in per_config]
     if tuned_names:
-        tuned = {name: [] for name in ["baseline", *tuned_names]}
-        for _ in range(args.memory_repeats):
-            for name in tuned:
-                tuned[name].append(measure_memory(name, args, malloc="tuned")["peak_mb"])
-        tuned_base = statistics.median(tuned["baseline"])
+        tuned, _ = _median_peaks(["baseline", *tuned_names], args, malloc="tuned")
         for name in tuned_names:
-            delta = statistics.median(tuned[name]) - tuned_base
+            delta = tuned[name] - tuned["baseline"]
             per_config[name].update({"tuned_malloc_delta_mb": delta, "tuned_malloc_delta_states": delta / state_mb})
     sizes = QUICK_MEMORY_SIZES if args.quick else MEMORY_SIZES
     scaling = []
     for chains, dim in sizes:
-        size_peaks = {name: [] for name in ["baseline", *MEMORY_SCALING_CONFIGS]}
-        for _ in range(args.memory_repeats):
-            for name in size_peaks:
-                size_peaks[name].append(measure_memory(name, args, chains=chains, dim=dim)["peak_mb"])
-        b = statistics.median(size_peaks["baseline"])
+        size_med, _ = _median_peaks(["baseline", *MEMORY_SCALING_CONFIGS], args, chains=chains, dim=dim)
+        b = size_med["baseline"]
         smb = 8.0 * chains * dim / 2**20
         row = {"chains": chains, "dim": dim, "state_mb": smb, "baseline_peak_mb": b}
         for name in MEMORY_SCALING_CONFIGS:
-            delta = statistics.median(size_peaks[name]) - b
+            delta = size_med[name] - b
             row[name] = {"delta_mb": delta, "delta_states": delta / smb}
         scaling.append(row)
     return {"baseline_peak_mb": base, "state_mb": state_mb, "per_config": per_config, "scaling": scaling}
