@@ -647,7 +647,7 @@ def main(argv=None):
                 times[name].append(time.perf_counter() - t0)
                 if not torch.isfinite(x).all():
                     raise RuntimeError(f"{name}: non-finite states")
-                start = 1 if cfg["method"] == "mala" else 0  # MALA's one evaluation at the start
+                start = samplers.METHODS[cfg["method"]].init_evals  # e.g. MALA's one evaluation at the start
                 evals.setdefault(name, []).append((float(g.double().mean()) - start) / n_steps)
             if bj is not None:
                 bj.run(r + 1)

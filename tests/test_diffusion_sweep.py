@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from labs import diffusion_sweep as ds
+from labs.diffusion import sweep as ds
 from samplers.diffusion import expected_pm_nfe
 
 TINY = ["--targets", "ring,gmm", "--dim", "4", "--chains", "400", "--nfe", "10,1000", "--Ks", "40,25",

@@ -17,8 +17,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from labs import executor as ex  # noqa: E402
-from labs import rate_sweep as rs  # noqa: E402
-from labs.config import SweepConfig  # noqa: E402
+from labs.rate import sweep as rs  # noqa: E402
+from labs.rate.config import SweepConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # 17 cells: the exact-law Gaussian (8) and the sampled Holley-Stroock target with its noise floor (9).
@@ -157,7 +157,7 @@ DIFFUSION_TINY = ["--targets", "ring", "--chains", "400", "--nfe", "10,49", "--K
 
 
 def test_diffusion_sweep_on_a_cluster_gives_the_serial_rows(cluster, tmp_path, capsys):
-    from labs import diffusion_sweep as ds
+    from labs.diffusion import sweep as ds
 
     import torch
 
@@ -187,7 +187,7 @@ def test_diffusion_sweep_on_a_cluster_gives_the_serial_rows(cluster, tmp_path, c
 
 
 def test_diffusion_sweep_refuses_bad_executor_settings(tmp_path, capsys):
-    from labs import diffusion_sweep as ds
+    from labs.diffusion import sweep as ds
 
     assert ds.main(["--executor", "ray", "--out", str(tmp_path / "o")]) == 2
     assert "ray" in capsys.readouterr().err
@@ -199,7 +199,7 @@ def test_diffusion_sweep_refuses_bad_executor_settings(tmp_path, capsys):
 
 DRIVER = """
 import sys, time
-from labs import rate_sweep as rs  # noqa: E402
+from labs.rate import sweep as rs  # noqa: E402
 real = rs.run_cell
 def slow(cell, cache):
     time.sleep(0.4)

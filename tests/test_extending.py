@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import samplers
-from labs import rate_sweep as rs
+from labs.rate import sweep as rs
 from metrics.exact_laws import exact_law
 from samplers.base import METHODS, SamplingAlgorithm, StepInfo, gaussian
 from targets import Gaussian

@@ -154,7 +154,7 @@ def test_fast_noise_runs_match_the_exact_law_moments_within_se(method, K, mode):
 def test_sample_based_metrics_agree_between_noise_modes_within_their_se(metric):
     """The lab's sample-based metrics on LMC and PLMC chains: exact and fast noise give values that
     differ by less than Z combined standard errors (the fast path's deviations are far below)."""
-    from labs.measures import measure_samples
+    from labs.rate.measures import measure_samples
 
     target = HolleyStroock(16)
     for method, K in (("lmc", None), ("plmc", 8)):

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from labs import rate_sweep as rs
-from labs.config import SweepConfig
+from labs.rate import sweep as rs
+from labs.rate.config import SweepConfig
 
 
 def _run(tmp_path, name="out", **kw):
