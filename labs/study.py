@@ -28,7 +28,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import torch
 
-__all__ = ["Study", "RunConfig", "run_study", "apply_quick", "run_main", "as_float"]
+__all__ = ["Study", "RunConfig", "run_study", "apply_quick", "run_main", "as_float", "print_block"]
 
 
 class Study(Protocol):
@@ -145,3 +145,15 @@ def as_float(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def print_block(p, title: str, lines) -> None:
+    """A titled block of a study's printed table (``p`` prints a line): a blank line, ``title``,
+    then each line indented; nothing when there are no lines."""
+    lines = list(lines)
+    if not lines:
+        return
+    p("")
+    p(title)
+    for line in lines:
+        p(f"  {line}")

@@ -614,17 +614,9 @@ def print_table(summary: dict, cfg, elapsed: float, out: Path, file=None) -> Non
                     s = "-"
                 cells += s.ljust(34)
             p(f"{name:<30}{calls:>15}  {cells}")
-    p("")
-    p("Verdict (exact scores: every error is discretization error):")
-    for v in summary["verdicts"]:
-        p(f"  {v}")
-    for v in summary["overall"]:
-        p(f"  {v}")
-    if summary["problems"]:
-        p("")
-        p("Problems:")
-        for q in summary["problems"]:
-            p(f"  {q}")
+    study.print_block(p, "Verdict (exact scores: every error is discretization error):",
+                      [*summary["verdicts"], *summary["overall"]])
+    study.print_block(p, "Problems:", summary["problems"])
     p("")
     p(f"done in {elapsed:.1f} s; results in {out}/results.csv, summary.json, error_vs_calls.png"
       + (", samples_2d.png" if any(t == "ring" for t in cfg.targets) else ""))

@@ -66,6 +66,7 @@ from labs import cli
 from labs.cli import LabParser, add_run_flags, csv_list, scalar
 from labs.store import cell_key
 from labs.study import as_float as _f
+from labs.study import print_block
 
 __all__ = ["main", "run_sweep", "SweepConfig", "COLUMNS", "TARGET_DEFAULTS", "QUICK", "STUDY", "RateStudy", "plan_cells",
            "schedule_for_budget", "run_cell", "summarize"]
@@ -553,16 +554,9 @@ def print_table(summary: dict, cfg: SweepConfig, elapsed: float, out: Path, file
         kap = "" if f["kappa"] is None else f"{f['kappa']:g}"
         note = f["note"] or ("Gaussian lower bound on W2" if f["kind"] == "lower_bound" else "")
         p(f"{f['target']:<16}{f['dim']:>4}{kap:>7}  {f['metric']:<12}{f['sampler']:<9}{s:>8}  {c:<18}{f['n_points']:>6}  {note}")
-    if summary["speedup"]:
-        p("")
-        p("Verdicts (slope ratio of the Poisson-midpoint sampler to its base; about 2 = quadratic speed-up):")
-        for v in summary["verdicts"]:
-            p(f"  {v}")
-    if summary["problems"]:
-        p("")
-        p("Problems:")
-        for q in summary["problems"]:
-            p(f"  {q}")
+    print_block(p, "Verdicts (slope ratio of the Poisson-midpoint sampler to its base; about 2 = quadratic speed-up):",
+                summary["verdicts"] if summary["speedup"] else [])
+    print_block(p, "Problems:", summary["problems"])
     p("")
     p(f"{len(summary['fits'])} fits in {elapsed:.1f} s; results in {out}/results.csv, summary.json, rate_sweep.png")
 
