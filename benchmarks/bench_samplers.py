@@ -647,7 +647,9 @@ def main(argv=None):
                 times[name].append(time.perf_counter() - t0)
                 if not torch.isfinite(x).all():
                     raise RuntimeError(f"{name}: non-finite states")
-                start = samplers.METHODS[cfg["method"]].init_evals  # e.g. MALA's one evaluation at the start
+                # evaluations the method makes at its start (MALA's one); the minimal loop is no method
+                alg = samplers.METHODS.get(cfg["method"])
+                start = alg.init_evals if alg is not None else 0
                 evals.setdefault(name, []).append((float(g.double().mean()) - start) / n_steps)
             if bj is not None:
                 bj.run(r + 1)
