@@ -50,3 +50,7 @@ __all__ = [
 from .exact_laws import ExactLaw, exact_law, exact_methods, law_errors, stationary_law
 
 __all__ += ["ExactLaw", "exact_law", "stationary_law", "law_errors", "exact_methods"]
+
+from .exact_reference import fourier_weak_error, sliced_w2_to_mixture  # noqa: E402
+
+__all__ += ["sliced_w2_to_mixture", "fourier_weak_error"]
