@@ -64,13 +64,19 @@ def weak_error(x, f: Callable, exact_value: float, level: float = 0.95) -> Metri
     )
 
 
-def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95) -> MetricResult:
+def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95, x_ref_coarse=None) -> MetricResult:
     """Signed ``E f(X) - E f(X_ref)`` from chains coupled row by row (``samplers.coupled``):
     the mean of the per-chain differences ``f(x_i) - f(x_ref_i)``, with ``se = sd / sqrt(n)`` and a
     Student-t interval.  Coupled chains make the differences small, so ``se`` is of the order of
     the strong error over ``sqrt(n)``.  ``extra``: ``se_uncoupled``, the standard error that two
     independent sets of ``n`` chains would have had (``sqrt((Var f(x) + Var f(x_ref)) / n)``), and
-    ``variance_reduction = (se_uncoupled / se)^2``.  Needs ``n >= 2`` rows in both, paired."""
+    ``variance_reduction = (se_uncoupled / se)^2``.  Needs ``n >= 2`` rows in both, paired.
+
+    With ``x_ref_coarse`` (a reference at twice the reference's step on the same path,
+    ``samplers.coupled.coupled_run(..., half_reference=True)``) the reference is extrapolated to
+    step 0, ``2 f(x_ref) - f(x_ref_coarse)`` per chain (Richardson, for a reference of weak order
+    one such as LMC): the estimate is then ``E f(X) - E_pi f`` up to the reference's second-order
+    error, at the price of a larger ``se``."""
     check_level(level)
     xt = as_torch_points(x, "x", min_rows=2)
     xr = as_torch_points(x_ref, "x_ref", min_rows=2)
@@ -78,6 +84,11 @@ def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95) -> MetricResu
         raise ValueError(f"coupled_weak_error: x {tuple(xt.shape)} and x_ref {tuple(xr.shape)} must be paired row by row")
     fx = torch.as_tensor(f(xt)).detach().to(torch.float64).reshape(-1)
     fr = torch.as_tensor(f(xr)).detach().to(torch.float64).reshape(-1)
+    if x_ref_coarse is not None:
+        xc = as_torch_points(x_ref_coarse, "x_ref_coarse", min_rows=2)
+        if xc.shape != xr.shape:
+            raise ValueError(f"coupled_weak_error: x_ref_coarse {tuple(xc.shape)} must be paired with x_ref {tuple(xr.shape)}")
+        fr = 2.0 * fr - torch.as_tensor(f(xc)).detach().to(torch.float64).reshape(-1)
     if fx.numel() != xt.shape[0] or fr.numel() != xr.shape[0]:
         raise ValueError(f"coupled_weak_error: f must return one value per row, got {fx.numel()} for {xt.shape[0]}")
     if not (torch.isfinite(fx).all() and torch.isfinite(fr).all()):
@@ -90,7 +101,9 @@ def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95) -> MetricResu
     t = float(stats.t.ppf(0.5 + level / 2, df=n - 1))
     return MetricResult(
         theta, (theta - t * se, theta + t * se), se, n,
-        "mean of coupled per-chain differences f(x) - f(x_ref); t-interval",
+        "mean of coupled per-chain differences f(x) - f(x_ref)"
+        + ("; reference extrapolated to step 0 (2 f(x_ref) - f(x_ref_coarse))" if x_ref_coarse is not None else "")
+        + "; t-interval",
         {"se_uncoupled": se_unc, "variance_reduction": (se_unc / se) ** 2 if se > 0 else math.inf},
     )
 

@@ -83,3 +83,26 @@ def test_bad_input_is_refused_before_any_work(setting):
         coupled_run("lmc", t, 4, 1, 0.1, x0=x0[:5])
     with pytest.raises(ValueError, match="paired"):
         coupled_weak_error(x0[:10], x0[:11], lambda z: z[:, 0])
+
+
+@pytest.mark.parametrize("method,K,eta", [("lmc", None, 0.15), ("plmc", 4, 0.15), ("plmc", 8, 0.075)])
+def test_the_extrapolated_reference_measures_the_error_to_the_target(setting, method, K, eta):
+    """With a second reference at twice the fine step, 2 f(x_ref) - f(x_ref_half) removes the
+    reference's first-order bias: the estimate is E f(X_N) - E_pi f, checked against the exact law
+    and the target's own moment; the residual is the reference's second-order error, O(h_f^2)."""
+    t, x0, start = setting
+    steps = int(round(1.5 / eta))
+    r = coupled_run(method, t, N, steps, eta, refine=4, K=K, x0=x0, seed=13, half_reference=True)
+    assert r.x_ref_half is not None and not r.diverged.any()
+    m = coupled_weak_error(r.x, r.x_ref, lambda z: (z**2).sum(-1), x_ref_coarse=r.x_ref_half)
+    m2_pi = float(torch.trace(t.cov) + t.mean @ t.mean)
+    error = _m2(exact_law(method, t, steps, eta, K, **start)) - m2_pi      # the method's weak error
+    n_fine = steps * (K or 1) * 4
+    ref_left = (2 * _m2(exact_law("lmc", t, n_fine, r.ref_step, **start))
+                - _m2(exact_law("lmc", t, n_fine // 2, 2 * r.ref_step, **start)) - m2_pi)
+    # the estimate's expectation is exactly the method's error minus what is left of the
+    # reference's (second order in h_f), both from the exact laws
+    assert abs(m.value - (error - ref_left)) < 4.5 * m.se, (m.value, error, ref_left, m.se)
+    assert abs(ref_left) < 0.1 * abs(error)  # and what is left of the reference's error is small
+    with pytest.raises(ValueError, match="even refine"):
+        coupled_run(method, t, 4, 1, eta, refine=3, K=K, half_reference=True)
