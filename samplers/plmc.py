@@ -15,6 +15,8 @@ Poisson-midpoint engine in :mod:`samplers.poisson`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import NamedTuple
 
 import numpy as np
@@ -111,9 +113,8 @@ PLMC = register(SamplingAlgorithm(
     init=init, build_kernel=build_kernel, mean_evals_per_step=_mean_evals, params=(K_PARAM,),
     base="lmc", exact_moments=moments, gaussian_law=_gaussian_law,
 ))
-PLMC_REF = register(SamplingAlgorithm(
-    name="plmc_ref",
+# the same method by the plain loop over its K fine steps: only the kernel differs
+PLMC_REF = register(dataclasses.replace(
+    PLMC, name="plmc_ref", build_kernel=build_reference_kernel,
     description="Poisson-midpoint LMC, plain loop over K fine steps (reference, O(K) time)",
-    init=init, build_kernel=build_reference_kernel, mean_evals_per_step=_mean_evals, params=(K_PARAM,),
-    base="lmc", exact_moments=moments, gaussian_law=_gaussian_law,
 ))

@@ -53,6 +53,8 @@ usual range.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import NamedTuple
 
 import torch
@@ -405,12 +407,10 @@ PULMC = register(SamplingAlgorithm(
     params=(_K_PARAM, FRICTION_PARAM), velocities=True, base="ulmc", exact_moments=_pulmc_moments,
     gaussian_law=_pulmc_gaussian_law,
 ))
-PULMC_REF = register(SamplingAlgorithm(
-    name="pulmc_ref",
+# the same method by the plain loop over its K fine steps: only the kernel differs
+PULMC_REF = register(dataclasses.replace(
+    PULMC, name="pulmc_ref", build_kernel=build_pulmc_reference_kernel,
     description="Poisson-midpoint ULMC, plain loop over K fine steps (reference, O(K) time)",
-    init=init, build_kernel=build_pulmc_reference_kernel, mean_evals_per_step=_pulmc_mean_evals,
-    params=(_K_PARAM, FRICTION_PARAM), velocities=True, base="ulmc", exact_moments=_pulmc_moments,
-    gaussian_law=_pulmc_gaussian_law,
 ))
 RULMC = register(SamplingAlgorithm(
     name="rulmc",
