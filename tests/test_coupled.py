@@ -106,3 +106,41 @@ def test_the_extrapolated_reference_measures_the_error_to_the_target(setting, me
     assert abs(ref_left) < 0.1 * abs(error)  # and what is left of the reference's error is small
     with pytest.raises(ValueError, match="even refine"):
         coupled_run(method, t, 4, 1, eta, refine=3, K=K, half_reference=True)
+
+
+def test_the_rate_sweep_coupled_metric_matches_the_exact_laws(tmp_path, capsys):
+    """``--metric coupled_weak`` on a Gaussian, where LMC's law is Gaussian and every expectation of
+    the lab's test function is closed-form: each budget's value is |E f(LMC) - (2 E f(ref) - E f(ref/2))|
+    within 4.5 standard errors; no noise-floor rows; other samplers are refused by name."""
+    from labs.rate import sweep as rs
+    from labs.rate.measures import COUPLED_REFINE, coupled_test_function
+
+    out = tmp_path / "c"
+    assert rs.main(["--target", "gaussian", "--dim", "2", "--kappa", "4", "--metric", "coupled_weak",
+                    "--samplers", "lmc,plmc", "--budgets", "20,40,80", "--chains", "4000", "--out", str(out),
+                    "--no-progress"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 6 and {r["kind"] for r in rows} == {"estimate"} and {r["status"] for r in rows} == {"ok"}
+    t = rs.build_target("gaussian", 2, 4.0)
+    f = coupled_test_function(2)
+    rng = np.random.default_rng(20240)
+    W, c = rng.standard_normal((8, 2)) / math.sqrt(2), rng.uniform(0.0, 2.0 * math.pi, 8)
+    start = dict(mean0=t.mean.numpy(), cov0=t.cov.numpy())
+
+    def Ef(law):  # E f under the Gaussian law N(mean, cov)
+        m, S = law.means[-1], law.covs[-1]
+        return (np.trace(S) + m @ m) / 2 + np.sum(np.cos(W @ m + c) * np.exp(-0.5 * np.einsum("fd,de,fe->f", W, S, W)))
+
+    assert abs(f(torch.zeros(1, 2, dtype=torch.float64)).item() - (0 + np.sum(np.cos(c)))) < 1e-12  # the same W, c
+    for r in (r for r in rows if r["sampler"] == "lmc"):
+        n, eta = int(r["n_steps"]), float(r["step_size"])
+        hf = eta / COUPLED_REFINE
+        want = (Ef(exact_law("lmc", t, n, eta, **start)) - 2 * Ef(exact_law("lmc", t, n * COUPLED_REFINE, hf, **start))
+                + Ef(exact_law("lmc", t, n * COUPLED_REFINE // 2, 2 * hf, **start)))
+        assert abs(float(r["value"]) - abs(want)) < 4.5 * float(r["se"]), (r["budget"], r["value"], want, r["se"])
+        assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
+    assert rs.main(["--metric", "coupled_weak", "--samplers", "lmc,rlmc", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "'rlmc'" in err and "coupled_weak" in err and len(err.strip().splitlines()) == 1

@@ -34,6 +34,13 @@ Outputs in ``--out``: ``results.csv`` (tidy rows, one finished cell at a time, s
 run keeps its work and ``--resume`` completes it), ``summary.json`` (fits, ratios, settings), a
 figure ``rate_sweep.png`` and a printed table with a one-line verdict per target.
 
+``--metric coupled_weak`` (LMC and PLMC, any target) measures the weak error of a second moment
+plus Fourier features from chains coupled with a fine LMC reference on one Brownian path
+(:mod:`samplers.coupled`; reference step ``eta / (4 K)``, extrapolated to step 0 with a second
+reference at twice that step): no noise floor, and a variance far below that of independent
+chains.  It costs ``4 K`` reference evaluations per coarse step (plus half that), so keep PLMC's
+budgets moderate (``K = ceil(1/eta)``).
+
 ``--noise vector`` draws the exact mode's law (float64 Box–Muller) vectorized, about twice as
 cheap; ``--noise fast`` draws the samplers' Gaussians in float32, up-cast to float64 (see
 :mod:`samplers.noise`: the law differs from the normal only at float32 resolution, far below a
@@ -60,8 +67,8 @@ import torch
 
 from labs.rate.config import STUDIES, SweepConfig
 from labs.fitting import fit_slope, select_points, slope_ratio
-from labs.rate.measures import (EXACT_METRICS, check_metric, default_metric, metric_names,
-                           measure_samples, noise_floor_samples)
+from labs.rate.measures import (COUPLED_METRICS, COUPLED_REFINE, EXACT_METRICS, check_metric, default_metric,
+                                measure_coupled, measure_samples, metric_names, noise_floor_samples)
 from labs import cli
 from labs.cli import LabParser, add_run_flags, csv_list, scalar
 from labs.store import cell_key
@@ -238,6 +245,9 @@ def plan_cells(cfg: SweepConfig) -> list[RateCell]:
         metric = cfg.metric or default_metric(target)
         check_metric(metric, target)
         exact = metric in EXACT_METRICS
+        coupled = metric in COUPLED_METRICS
+        if coupled:
+            _check_coupled(cfg)
         # A target without an exact sampler (logistic regression) cannot start at the target and
         # has no noise floor: its chains start at N(0, I) and only the metric's own CI counts.
         start = cfg.start if (exact or target.has_sampler) else "standard"
@@ -245,7 +255,7 @@ def plan_cells(cfg: SweepConfig) -> list[RateCell]:
                     horizon=r["horizon"], start=start, chains=cfg.chains, metric=metric,
                     device=cfg.device, dtype=cfg.dtype, noise=cfg.noise)
         seeds = [cfg.seed] if exact else [cfg.seed + s for s in range(cfg.seeds)]
-        if not exact and target.has_sampler:
+        if not exact and not coupled and target.has_sampler:
             for s in seeds:
                 cells.append(dict(base, kind="floor", sampler="exact", seed=s))
         if cfg.study in ("rate", "scaling"):
@@ -295,6 +305,18 @@ def plan_cells(cfg: SweepConfig) -> list[RateCell]:
     for c in cells:
         c["cell"] = cell_key(c)
     return cells
+
+
+def _check_coupled(cfg) -> None:
+    """The coupled metric runs only where samplers.coupled can couple: refuse the rest by name."""
+    from samplers.coupled import COUPLED_METHODS
+
+    if cfg.study not in ("rate", "scaling"):
+        raise ValueError(f"metric 'coupled_weak' is for the rate and scaling studies, not {cfg.study!r}")
+    for sampler in cfg.samplers:
+        if sampler not in COUPLED_METHODS:
+            raise ValueError(f"metric 'coupled_weak' couples only {', '.join(COUPLED_METHODS)} with a fine "
+                             f"reference; got sampler {sampler!r}")
 
 
 def _default_etas(target, n: int) -> list:
@@ -373,6 +395,8 @@ def run_cell(cell: RateCell, cache: dict) -> list[dict]:
         x0 = cache[skey]
     if cell["kind"] == "gap":
         return _sample_gap(cell, t, x0)
+    if metric in COUPLED_METRICS:
+        return _coupled_cell(cell, t, x0, n_steps, eta, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = samplers.sample(alg, t, cell["chains"], n_steps, eta, x0=x0, seed=cell["seed"],
@@ -381,6 +405,24 @@ def run_cell(cell: RateCell, cache: dict) -> list[dict]:
     if res.n_diverged:
         return [_row(cell, value="", status="diverged", n_diverged=res.n_diverged, grad_evals=evals)]
     m = measure_samples(metric, res.x, t, seed=cell["seed"] + 1)
+    return [_row(cell, kind="estimate", status="ok", n_diverged=0, grad_evals=evals, **m)]
+
+
+def _coupled_cell(cell, t, x0, n_steps, eta, params):
+    """One budget of the coupled metric: the method and its extrapolated fine LMC reference on
+    one Brownian path per chain (samplers.coupled, refinement COUPLED_REFINE)."""
+    from samplers.coupled import coupled_run
+
+    if x0 is None:
+        x0 = torch.randn((cell["chains"], t.dim), generator=torch.Generator(device=cell["device"]).manual_seed(
+            10007 * cell["seed"] + 2), device=cell["device"], dtype=t.dtype)
+    r = coupled_run(cell["sampler"], t, cell["chains"], n_steps, eta, refine=COUPLED_REFINE, K=params.get("K"),
+                    x0=x0, seed=cell["seed"], device=cell["device"], dtype=t.dtype, half_reference=True)
+    evals = float(r.grad_evals.double().mean())
+    n_div = int(r.diverged.sum())
+    if n_div:
+        return [_row(cell, value="", status="diverged", n_diverged=n_div, grad_evals=evals)]
+    m = measure_coupled(r.x, r.x_ref, r.x_ref_half, t.dim)
     return [_row(cell, kind="estimate", status="ok", n_diverged=0, grad_evals=evals, **m)]
 
 
