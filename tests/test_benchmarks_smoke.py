@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,15 +73,19 @@ def test_bench_samplers_quick_runs_and_writes_expected_json(tmp_path):
         assert bj["note"]
 
 
-def test_bench_samplers_rejects_bad_arguments(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    script = str(ROOT / "benchmarks" / "bench_samplers.py")
+def test_bench_samplers_rejects_bad_arguments(tmp_path, capsys):
+    """In-process (the argument errors come before any timing or subprocess): exit status 2 and a
+    message naming the bad value, and nothing written."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_samplers", ROOT / "benchmarks" / "bench_samplers.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     for bad, needle in ((["--noise", "exactish"], "exactish"), (["--only", "lmcx"], "lmcx"),
                         (["--threads", "0"], "--threads"), (["--profile", "nope"], "nope"),
                         (["--device", "tpu"], "tpu")):
-        res = subprocess.run([sys.executable, script, "--quick", "--no-memory", "--no-blackjax",
-                              "--out", str(tmp_path / "x.json"), *bad],
-                             capture_output=True, text=True, cwd=str(ROOT), env=env, timeout=120)
-        assert res.returncode == 2 and needle in res.stderr, (bad, res.stderr)
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--quick", "--no-memory", "--no-blackjax", "--out", str(tmp_path / "x.json"), *bad])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and needle in err, (bad, err)
         assert not (tmp_path / "x.json").exists()
