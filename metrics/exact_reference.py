@@ -251,9 +251,9 @@ def fourier_expectations(target, W: np.ndarray, c: np.ndarray) -> np.ndarray:
 def _characteristic_1d(target, omega: np.ndarray, chunk: int = 64) -> np.ndarray:
     """``E exp(i omega t)`` under a separable target's 1-D marginal, by its quadrature nodes
     (Gauss-Legendre panels, the same that give its CDF and moments), in chunks of frequencies."""
-    qd = target.quadrature
-    t = qd._node_t.double().cpu().numpy()
-    wt = qd._node_w.double().cpu().numpy()
+    nodes, weights = target.quadrature.weighted_nodes()
+    t = nodes.double().cpu().numpy()
+    wt = weights.double().cpu().numpy()
     out = np.empty(omega.size, dtype=np.complex128)
     for i in range(0, omega.size, chunk):
         arg = np.outer(omega[i:i + chunk], t)

@@ -13,7 +13,15 @@ from scipy import integrate, stats
 from ._validation import as_torch_points, check_level
 from .uncertainty import MetricResult
 
-__all__ = ["weak_error", "coupled_weak_error", "TestFunction", "standard_test_functions"]
+__all__ = ["weak_error", "coupled_weak_error", "abs_interval", "TestFunction", "standard_test_functions"]
+
+
+def abs_interval(lo: float, hi: float) -> tuple[float, float]:
+    """The interval for ``|theta|`` given the interval ``[lo, hi]`` for a signed ``theta``:
+    ``(0, max(|lo|, |hi|))`` if it contains 0, else ``(min(|lo|, |hi|), max(|lo|, |hi|))``."""
+    if lo <= 0.0 <= hi:
+        return 0.0, max(abs(lo), abs(hi))
+    return min(abs(lo), abs(hi)), max(abs(lo), abs(hi))
 
 
 def weak_error(x, f: Callable, exact_value: float, level: float = 0.95) -> MetricResult:
@@ -50,13 +58,9 @@ def weak_error(x, f: Callable, exact_value: float, level: float = 0.95) -> Metri
     theta = mean - float(exact_value)
     t = float(stats.t.ppf(0.5 + level / 2, df=n - 1))
     lo, hi = theta - t * se, theta + t * se
-    if lo <= 0.0 <= hi:
-        ci = (0.0, max(abs(lo), abs(hi)))
-    else:
-        ci = (min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
     return MetricResult(
         abs(theta),
-        ci,
+        abs_interval(lo, hi),
         se,
         n,
         "|mean f - E_pi f|; t-interval on the signed bias mapped to its absolute value",

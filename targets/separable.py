@@ -255,6 +255,11 @@ class MarginalQuadrature:
         t = torch.where(valid, t, torch.full_like(t, math.nan))
         return t.reshape(shape)
 
+    def weighted_nodes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(t, w)``: the Gauss–Legendre nodes on the panels and their weights times the density
+        (``w`` sums to 1), so that ``E g(t) = sum w g(t)`` for any smooth ``g``."""
+        return self._node_t, self._node_w
+
     def moment_raw(self, k: int) -> float:
         """``E[t^k]`` by Gauss–Legendre on the panels."""
         k = check_int(k, "k", 0)

@@ -183,11 +183,10 @@ def coupled_test_function(dim: int):
 def measure_coupled(x, x_ref, x_ref_half, dim: int) -> dict:
     """``|E f(X) - E f(X_ref -> 0)|`` with its 95% interval (the signed t-interval mapped to the
     absolute value, as :func:`metrics.weak_error` does) and standard error."""
-    from metrics.weak import coupled_weak_error
+    from metrics.weak import abs_interval, coupled_weak_error
 
     m = coupled_weak_error(x, x_ref, coupled_test_function(dim), x_ref_coarse=x_ref_half)
-    lo, hi = m.ci
-    ci = (0.0, max(abs(lo), abs(hi))) if lo <= 0.0 <= hi else (min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
+    ci = abs_interval(*m.ci)
     se = float(m.se) if m.se is not None else math.nan
     return {"value": abs(float(m.value)), "ci_low": float(ci[0]), "ci_high": float(ci[1]), "se": se}
 METRIC_NAMES = EXACT_METRICS + COUPLED_METRICS + SAMPLE_METRICS

@@ -413,9 +413,6 @@ def _coupled_cell(cell, t, x0, n_steps, eta, params):
     one Brownian path per chain (samplers.coupled, refinement COUPLED_REFINE)."""
     from samplers.coupled import coupled_run
 
-    if x0 is None:
-        x0 = torch.randn((cell["chains"], t.dim), generator=torch.Generator(device=cell["device"]).manual_seed(
-            10007 * cell["seed"] + 2), device=cell["device"], dtype=t.dtype)
     r = coupled_run(cell["sampler"], t, cell["chains"], n_steps, eta, refine=COUPLED_REFINE, K=params.get("K"),
                     x0=x0, seed=cell["seed"], device=cell["device"], dtype=t.dtype, half_reference=True)
     evals = float(r.grad_evals.double().mean())
