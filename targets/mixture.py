@@ -179,10 +179,27 @@ class GaussianMixture(Target):
         return -self.log_prob(x)
 
     def grad_potential(self, x: torch.Tensor) -> torch.Tensor:
-        """``∇F(x) = sum_k r_k(x) S_k^{-1} (x - mu_k)``, ``[n, d]``."""
-        logits, pdiff = self._log_terms(x)
-        r = torch.softmax(logits, dim=-1)
-        return (r[:, :, None] * pdiff).sum(1)
+        """``∇F(x) = sum_k r_k(x) S_k^{-1} (x - mu_k)``, ``[n, d]``.
+
+        Isotropic components (``S_k = v_k I``, precision ``p_k``) take a path of matrix products,
+        with no ``[n, k, d]`` intermediate: ``|x - mu_k|^2 = |x|^2 - 2 x.mu_k + |mu_k|^2`` and
+        ``∇F = x sum_k r_k p_k - sum_k r_k p_k mu_k`` (about 5x faster at ``d = 2``, where
+        reductions over a short last axis dominate; equal to the general form up to rounding)."""
+        if not self._isotropic:
+            logits, pdiff = self._log_terms(x)
+            r = torch.softmax(logits, dim=-1)
+            return (r[:, :, None] * pdiff).sum(1)
+        check_points(x, self.dim)
+        check_same_dtype(self, x)
+        # component-major [k, n] layout: torch reduces over a short leading axis far faster than
+        # over a short trailing one
+        p = self._iso_precisions[:, None]
+        mu = self.means
+        sq = (x * x) @ torch.ones(self.dim, dtype=x.dtype, device=x.device)
+        quad = (sq - 2.0 * (mu @ x.T) + (mu * mu).sum(-1)[:, None]) * p
+        r = torch.softmax((self.log_weights + self.log_norms)[:, None] - 0.5 * quad, dim=0)
+        rp = r * p
+        return x * rp.sum(0)[:, None] - (mu.T @ rp).T
 
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """``r_k(x) = P(component k | x)``, ``[n, k]``."""
