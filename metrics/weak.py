@@ -68,7 +68,7 @@ def weak_error(x, f: Callable, exact_value: float, level: float = 0.95) -> Metri
     )
 
 
-def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95, x_ref_coarse=None) -> MetricResult:
+def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95, x_ref_coarse=None, control=None) -> MetricResult:
     """Signed ``E f(X) - E f(X_ref)`` from chains coupled row by row (``samplers.coupled``):
     the mean of the per-chain differences ``f(x_i) - f(x_ref_i)``, with ``se = sd / sqrt(n)`` and a
     Student-t interval.  Coupled chains make the differences small, so ``se`` is of the order of
@@ -80,7 +80,14 @@ def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95, x_ref_coarse=
     ``samplers.coupled.coupled_run(..., half_reference=True)``) the reference is extrapolated to
     step 0, ``2 f(x_ref) - f(x_ref_coarse)`` per chain (Richardson, for a reference of weak order
     one such as LMC): the estimate is then ``E f(X) - E_pi f`` up to the reference's second-order
-    error, at the price of a larger ``se``."""
+    error, at the price of a larger ``se``.
+
+    With ``control`` (``[n]`` values of a control variate of known mean 0, paired with the rows,
+    e.g. PLMC's selection control from ``coupled_run(..., control=f)``) the estimate is the mean of
+    ``diff - beta control`` with ``beta`` the least-squares coefficient of ``diff`` on ``control``
+    (``se`` from the residuals, ``n - 2`` degrees of freedom; estimating ``beta`` from the same rows
+    adds a bias of order ``1/n``, far below ``se``).  ``extra["control_variance_reduction"]`` is
+    ``Var(diff) / Var(residual)``."""
     check_level(level)
     xt = as_torch_points(x, "x", min_rows=2)
     xr = as_torch_points(x_ref, "x_ref", min_rows=2)
@@ -99,16 +106,34 @@ def coupled_weak_error(x, x_ref, f: Callable, level: float = 0.95, x_ref_coarse=
         raise ValueError("coupled_weak_error: f is not finite at some rows (diverged chains?)")
     diff = fx - fr
     n = diff.numel()
+    extra: dict = {}
+    df = n - 1
+    if control is not None:
+        c = torch.as_tensor(control).detach().to(torch.float64).reshape(-1)
+        if c.numel() != n:
+            raise ValueError(f"coupled_weak_error: control has {c.numel()} values for {n} rows")
+        if not torch.isfinite(c).all():
+            raise ValueError("coupled_weak_error: the control variate is not finite at some rows")
+        cc = c - c.mean()
+        var_c = float((cc * cc).sum())
+        beta = float((cc * (diff - diff.mean())).sum()) / var_c if var_c > 0 else 0.0
+        var_raw = float(diff.var(unbiased=True))
+        diff = diff - beta * c
+        df = n - 2
+        var_res = float(((diff - diff.mean()) ** 2).sum()) / df
+        extra.update(control_beta=beta, control_variance_reduction=var_raw / var_res if var_res > 0 else math.inf)
     theta = float(diff.mean())
-    se = float(diff.std(unbiased=True)) / math.sqrt(n)
+    se = math.sqrt(float(((diff - diff.mean()) ** 2).sum()) / df / n)
     se_unc = math.sqrt((float(fx.var(unbiased=True)) + float(fr.var(unbiased=True))) / n)
-    t = float(stats.t.ppf(0.5 + level / 2, df=n - 1))
+    t = float(stats.t.ppf(0.5 + level / 2, df=df))
+    extra.update(se_uncoupled=se_unc, variance_reduction=(se_unc / se) ** 2 if se > 0 else math.inf)
     return MetricResult(
         theta, (theta - t * se, theta + t * se), se, n,
         "mean of coupled per-chain differences f(x) - f(x_ref)"
         + ("; reference extrapolated to step 0 (2 f(x_ref) - f(x_ref_coarse))" if x_ref_coarse is not None else "")
+        + ("; selection control variate subtracted (regression)" if control is not None else "")
         + "; t-interval",
-        {"se_uncoupled": se_unc, "variance_reduction": (se_unc / se) ** 2 if se > 0 else math.inf},
+        extra,
     )
 
 

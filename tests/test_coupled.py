@@ -69,8 +69,14 @@ def test_each_chain_keeps_its_own_law(setting):
 
 def test_bad_input_is_refused_before_any_work(setting):
     t, x0, _ = setting
-    with pytest.raises(ValueError, match="unknown coupled method 'rlmc'"):
-        coupled_run("rlmc", t, 4, 1, 0.1)
+    with pytest.raises(ValueError, match="unknown coupled method 'mala'"):
+        coupled_run("mala", t, 4, 1, 0.1)
+    with pytest.raises(ValueError, match="rlmc' takes no K"):
+        coupled_run("rlmc", t, 4, 1, 0.1, K=2)
+    with pytest.raises(ValueError, match="control variates are for PLMC"):
+        coupled_run("lmc", t, 4, 1, 0.1, control=lambda z: z[:, 0])
+    with pytest.raises(ValueError, match="unknown noise"):
+        coupled_run("lmc", t, 4, 1, 0.1, noise="bogus")
     with pytest.raises(ValueError, match="takes no K"):
         coupled_run("lmc", t, 4, 1, 0.1, K=3)
     with pytest.raises(ValueError, match="K"):
@@ -104,8 +110,8 @@ def test_the_extrapolated_reference_measures_the_error_to_the_target(setting, me
     # reference's (second order in h_f), both from the exact laws
     assert abs(m.value - (error - ref_left)) < 4.5 * m.se, (m.value, error, ref_left, m.se)
     assert abs(ref_left) < 0.1 * abs(error)  # and what is left of the reference's error is small
-    with pytest.raises(ValueError, match="even refine"):
-        coupled_run(method, t, 4, 1, eta, refine=3, K=K, half_reference=True)
+    with pytest.raises(ValueError, match=r"K \* refine must be even"):
+        coupled_run(method, t, 4, 1, eta, refine=3, K=3 if K else None, half_reference=True)
 
 
 def test_the_rate_sweep_coupled_metric_matches_the_exact_laws(tmp_path, capsys):
@@ -113,7 +119,7 @@ def test_the_rate_sweep_coupled_metric_matches_the_exact_laws(tmp_path, capsys):
     the lab's test function is closed-form: each budget's value is |E f(LMC) - (2 E f(ref) - E f(ref/2))|
     within 4.5 standard errors; no noise-floor rows; other samplers are refused by name."""
     from labs.rate import sweep as rs
-    from labs.rate.measures import COUPLED_REFINE, coupled_test_function
+    from labs.rate.measures import coupled_refine, coupled_test_function
 
     out = tmp_path / "c"
     assert rs.main(["--target", "gaussian", "--dim", "2", "--kappa", "4", "--metric", "coupled_weak",
@@ -136,11 +142,55 @@ def test_the_rate_sweep_coupled_metric_matches_the_exact_laws(tmp_path, capsys):
     assert abs(f(torch.zeros(1, 2, dtype=torch.float64)).item() - (0 + np.sum(np.cos(c)))) < 1e-12  # the same W, c
     for r in (r for r in rows if r["sampler"] == "lmc"):
         n, eta = int(r["n_steps"]), float(r["step_size"])
-        hf = eta / COUPLED_REFINE
-        want = (Ef(exact_law("lmc", t, n, eta, **start)) - 2 * Ef(exact_law("lmc", t, n * COUPLED_REFINE, hf, **start))
-                + Ef(exact_law("lmc", t, n * COUPLED_REFINE // 2, 2 * hf, **start)))
+        R = coupled_refine("lmc", None)
+        hf = eta / R
+        want = (Ef(exact_law("lmc", t, n, eta, **start)) - 2 * Ef(exact_law("lmc", t, n * R, hf, **start))
+                + Ef(exact_law("lmc", t, n * R // 2, 2 * hf, **start)))
         assert abs(float(r["value"]) - abs(want)) < 4.5 * float(r["se"]), (r["budget"], r["value"], want, r["se"])
         assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
-    assert rs.main(["--metric", "coupled_weak", "--samplers", "lmc,rlmc", "--out", str(tmp_path / "x")]) == 2
+    assert rs.main(["--target", "gaussian", "--metric", "coupled_weak", "--samplers", "lmc,mala",
+                    "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "'rlmc'" in err and "coupled_weak" in err and len(err.strip().splitlines()) == 1
+    assert "'mala'" in err and "coupled_weak" in err and len(err.strip().splitlines()) == 1
+
+
+def test_rlmc_coupled_keeps_its_law_and_its_weak_error_matches_the_exact_laws(setting):
+    """RLMC's midpoint W(u eta) comes from the fine path by a Brownian bridge: the coupled RLMC chain
+    must have RLMC's exact law (E|X|^2, independent-chain SE), and the coupled weak error of |x|^2
+    against the extrapolated reference must equal the exact laws' difference within 4.5 SE."""
+    t, x0, start = setting
+    eta, steps, R = 0.2, 8, 4
+    r = coupled_run("rlmc", t, N, steps, eta, refine=R, x0=x0, seed=21, half_reference=True)
+    law = exact_law("rlmc", t, steps, eta, **start)
+    v = (r.x**2).sum(-1)
+    assert abs(float(v.mean()) - _m2(law)) < 4.5 * float(v.std()) / math.sqrt(N)
+    assert torch.equal(r.grad_evals, torch.full((N,), 2 * steps))
+    ref = 2 * _m2(exact_law("lmc", t, steps * R, eta / R, **start)) - _m2(exact_law("lmc", t, steps * R // 2, 2 * eta / R, **start))
+    m = coupled_weak_error(r.x, r.x_ref, lambda z: (z**2).sum(-1), x_ref_coarse=r.x_ref_half)
+    assert abs(m.value - (_m2(law) - ref)) < 4.5 * m.se, (m.value, _m2(law) - ref, m.se)
+    assert m.extra["variance_reduction"] > 4.0
+
+
+def test_plmc_selection_control_is_mean_zero_and_reduces_variance(setting):
+    """The control variate of PLMC's selections has mean exactly 0 (a sum of (K H_i - 1) times
+    quantities independent of H_i): over 4 seeds its mean is within 4.5 SE of 0; the controlled
+    estimate still matches the exact laws' difference, with a smaller standard error."""
+    t, x0, start = setting
+    f = lambda z: (z**2).sum(-1)  # noqa: E731
+    eta, K, steps = 0.15, 8, 10
+    law = exact_law("plmc", t, steps, eta, K, **start)
+    ref = (2 * _m2(exact_law("lmc", t, steps * K * 2, eta / (2 * K), **start))
+           - _m2(exact_law("lmc", t, steps * K, eta / K, **start)))
+    cs = []
+    for seed in range(4):
+        r = coupled_run("plmc", t, N, steps, eta, refine=2, K=K, x0=x0, seed=30 + seed, half_reference=True, control=f)
+        assert r.control is not None and r.control.shape == (N,)
+        cs.append(r.control)
+        plain = coupled_weak_error(r.x, r.x_ref, f, x_ref_coarse=r.x_ref_half)
+        m = coupled_weak_error(r.x, r.x_ref, f, x_ref_coarse=r.x_ref_half, control=r.control)
+        assert abs(m.value - (_m2(law) - ref)) < 4.5 * m.se, (m.value, _m2(law) - ref, m.se)
+        assert m.se < plain.se / 1.2 and m.extra["control_variance_reduction"] > 1.5
+    c = torch.cat(cs)
+    assert abs(float(c.mean())) < 4.5 * float(c.std()) / math.sqrt(c.numel())
+    with pytest.raises(ValueError, match="control has 3 values"):
+        coupled_weak_error(r.x, r.x_ref, f, control=r.control[:3])
