@@ -121,8 +121,11 @@ def test_noise_mode_reaches_the_sampler_keys_cells_and_is_recorded(tmp_path, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(samplers, "sample", spy)
-    exact_summary, exact_out = _run(tmp_path, "exact", **kw)
-    assert seen and set(seen) == {"exact"}  # the default, passed explicitly
+    vector_summary, _ = _run(tmp_path, "vector", **kw)
+    assert seen and set(seen) == {"vector"} and vector_summary["settings"]["noise"] == "vector"  # the default
+    seen.clear()
+    exact_summary, exact_out = _run(tmp_path, "exact", noise="exact", **kw)
+    assert seen and set(seen) == {"exact"}
     seen.clear()
     fast_summary, fast_out = _run(tmp_path, "fast", noise="fast", **kw)
     assert seen and set(seen) == {"fast"}
@@ -133,7 +136,7 @@ def test_noise_mode_reaches_the_sampler_keys_cells_and_is_recorded(tmp_path, mon
     assert not ({r["cell"] for r in exact_rows} & {r["cell"] for r in fast_rows})
     # resuming a folder of one mode in the other runs every cell again (nothing is mixed)
     seen.clear()
-    mixed, _ = _run(tmp_path, "exact", noise="fast", resume=True, **kw)
+    mixed, _ = _run(tmp_path, "exact", noise="fast", resume=True, **{k: v for k, v in kw.items()})
     assert mixed["settings"]["cells_run_now"] == mixed["settings"]["cells"]
     assert set(seen) == {"fast"}
     # the fast mode's estimates agree with the exact mode's within their intervals' reach

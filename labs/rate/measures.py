@@ -26,8 +26,8 @@ import torch
 
 import metrics as M
 
-__all__ = ["EXACT_METRICS", "COUPLED_METRICS", "COUPLED_REFINE", "coupled_test_function", "measure_coupled",
-           "SAMPLE_METRICS", "METRIC_NAMES", "LAB_METRICS", "LabMetric", "register_metric",
+__all__ = ["EXACT_METRICS", "COUPLED_METRICS", "coupled_refine", "coupled_test_function", "measure_coupled",
+           "SAMPLE_METRICS", "METRIC_NAMES", "FLOOR_REPS", "floor_bias", "LAB_METRICS", "LabMetric", "register_metric",
            "metric_names", "default_metric", "check_metric", "measure_samples", "noise_floor_samples"]
 
 EXACT_METRICS = ("w2", "kl", "cov_error")
@@ -35,8 +35,17 @@ EXACT_METRICS = ("w2", "kl", "cov_error")
 #: ``coupled_weak``, the weak error of :func:`coupled_test_function`, the reference extrapolated to
 #: step 0.  No noise floor: its interval reaches 0 where the error is not resolved.
 COUPLED_METRICS = ("coupled_weak",)
-#: The reference's step is ``eta / (K COUPLED_REFINE)`` (a second one at twice that step).
-COUPLED_REFINE = 4
+
+
+def coupled_refine(sampler: str, K) -> int:
+    """``R``, the fine increments per step of ``eta / K``: the reference's step is ``eta / (K R)``,
+    a second one at twice that step, and the pair is extrapolated to step 0 (residual bias
+    ``O((eta / (K R))^2)``).  PLMC (``K ~ 1/eta``): ``O(eta^4)`` against its own ``O(eta^2)``, so the
+    fewest increments that pair up, ``R = 1`` for even ``K`` and 2 for odd; LMC (error ``O(eta)``):
+    ``R = 2``; RLMC, whose error can fall like ``eta^2``: ``R = 8`` (residual ``eta^2 / 64``)."""
+    if sampler == "plmc":
+        return 1 if int(K) % 2 == 0 else 2
+    return 8 if sampler == "rlmc" else 2
 
 _N_PROJECTIONS = 200
 _MMD_MAX_POINTS = 4000
@@ -51,11 +60,16 @@ class LabMetric:
               projections).
     needs:    ``needs(target) -> None`` if it can be measured on ``target``, else the reason (a
               phrase completing "metric NAME needs ...").
+    floor_bias: ``"squares"`` for a distance estimated from ``n`` samples whose square is about
+              the true square plus the squared noise floor (sample W2, sliced W2, ``|mean|``
+              errors): the rate fits remove that bias (:func:`labs.fitting.debias_floor`).
+              ``"none"`` for unbiased estimators (U-statistics, debiased weak errors).
     """
 
     name: str
     measure: Callable
     needs: Callable = lambda target: None
+    floor_bias: str = "none"  # "squares": its square carries the noise floor's (labs.fitting.debias_floor)
 
 
 #: The sample-based metrics by name; more join with :func:`register_metric`.
@@ -77,10 +91,14 @@ def metric_names() -> tuple[str, ...]:
 
 
 def default_metric(target) -> str:
-    from targets import Gaussian, SeparableTarget
+    from targets import Gaussian, GaussianMixture, SeparableTarget
 
     if isinstance(target, Gaussian):
         return "w2"
+    if isinstance(target, GaussianMixture):
+        # sample distances to a mixture sit at their noise floor at every budget: coupled chains
+        # resolve the weak error instead
+        return "coupled_weak"
     if isinstance(target, SeparableTarget):
         return "marginal_w2"
     if target.has_sampler:
@@ -145,19 +163,19 @@ def _first(n: int, x: torch.Tensor) -> torch.Tensor:
 
 for _m in (
     # coordinates are i.i.d. under a separable target: their values pool into one marginal
-    LabMetric("marginal_w2", lambda x, t, seed: M.marginal_w2(x, t, pool=True), _separable),
+    LabMetric("marginal_w2", lambda x, t, seed: M.marginal_w2(x, t, pool=True), _separable, "squares"),
     LabMetric("sliced_w2", lambda x, t, seed: M.sliced_w2(x, _reference(t, x.shape[0], seed),
                                                            n_projections=_N_PROJECTIONS, seed=seed),
-              _exact_samples),
+              _exact_samples, "squares"),
     LabMetric("mmd", lambda x, t, seed: M.mmd(_first(_MMD_MAX_POINTS, x),
                                               _reference(t, _first(_MMD_MAX_POINTS, x).shape[0], seed)),
               _exact_samples),
     LabMetric("ksd", lambda x, t, seed: M.ksd(_first(_MMD_MAX_POINTS, x), t)),
     LabMetric("weak_m2", lambda x, t, seed: M.weak_error(x, lambda z: (z**2).sum(-1) / z.shape[-1], _m2(t)),
-              lambda t: None if t.mean is not None else "the exact second moment"),
+              lambda t: None if t.mean is not None else "the exact second moment", "squares"),
     # against the exact law, not a second sample (metrics.exact_reference)
     LabMetric("sliced_w2_exact", lambda x, t, seed: M.sliced_w2_to_mixture(x, t, n_projections=_N_PROJECTIONS, seed=seed),
-              _mixture),
+              _mixture, "squares"),
     LabMetric("fourier_weak", lambda x, t, seed: M.fourier_weak_error(x, t, seed=seed), _fourier_exact),
 ):
     register_metric(_m)
@@ -180,12 +198,13 @@ def coupled_test_function(dim: int):
     return f
 
 
-def measure_coupled(x, x_ref, x_ref_half, dim: int) -> dict:
+def measure_coupled(x, x_ref, x_ref_half, dim: int, control=None) -> dict:
     """``|E f(X) - E f(X_ref -> 0)|`` with its 95% interval (the signed t-interval mapped to the
-    absolute value, as :func:`metrics.weak_error` does) and standard error."""
+    absolute value, as :func:`metrics.weak_error` does) and standard error; ``control``: PLMC's
+    selection control variate (``samplers.coupled``), subtracted by regression."""
     from metrics.weak import abs_interval, coupled_weak_error
 
-    m = coupled_weak_error(x, x_ref, coupled_test_function(dim), x_ref_coarse=x_ref_half)
+    m = coupled_weak_error(x, x_ref, coupled_test_function(dim), x_ref_coarse=x_ref_half, control=control)
     ci = abs_interval(*m.ci)
     se = float(m.se) if m.se is not None else math.nan
     return {"value": abs(float(m.value)), "ci_low": float(ci[0]), "ci_high": float(ci[1]), "se": se}
@@ -204,7 +223,16 @@ def measure_samples(metric: str, x: torch.Tensor, target, seed: int) -> dict:
             "se": float(r.se) if r.se is not None else math.nan}
 
 
-def noise_floor_samples(metric: str, target, n: int, seed: int, reps: int = 5) -> dict:
+def floor_bias(metric: str) -> str:
+    """How ``metric``'s estimates carry the noise floor (:attr:`LabMetric.floor_bias`)."""
+    return LAB_METRICS[metric].floor_bias if metric in LAB_METRICS else "none"
+
+
+#: Repetitions behind each noise-floor row (its value is their mean, its se their sd / sqrt(reps)).
+FLOOR_REPS = 5
+
+
+def noise_floor_samples(metric: str, target, n: int, seed: int, reps: int = FLOOR_REPS) -> dict:
     """The metric between exact samples of the target of size ``n``: mean and upper bound.
 
     For metrics against a reference sample (sliced W2, MMD) both samples are exact and
