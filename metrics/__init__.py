@@ -54,3 +54,11 @@ __all__ += ["ExactLaw", "exact_law", "stationary_law", "law_errors", "exact_meth
 from .exact_reference import fourier_weak_error, sliced_w2_to_mixture  # noqa: E402
 
 __all__ += ["sliced_w2_to_mixture", "fourier_weak_error"]
+
+from .diffusion_laws import DiffusionLaw, diffusion_law, diffusion_law_w2, mean_network_calls, pm_block_stiffness, pm_mechanism  # noqa: E402
+
+__all__ += ["DiffusionLaw", "diffusion_law", "diffusion_law_w2", "mean_network_calls", "pm_block_stiffness", "pm_mechanism"]
+
+from .grid_law import Density1D, GridLaw, density_1d, grid_errors, grid_laws, lmc_grid_law, plmc_grid_law  # noqa: E402
+
+__all__ += ["Density1D", "GridLaw", "density_1d", "grid_laws", "lmc_grid_law", "plmc_grid_law", "grid_errors"]
