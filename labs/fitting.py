@@ -79,7 +79,7 @@ def select_points(budget, value, ci_low=None, floor_high=None, plateau_fraction:
 
 
 def fit_slope(budget, value, se=None, *, mask=None, n_boot: int = 2000, seed: int = 0,
-              level: float = 0.95, min_points: int = 3) -> SlopeFit:
+              level: float = 0.95, min_points: int = 3, reason_if_empty: str = "") -> SlopeFit:
     """Least-squares slope of ``log value`` on ``log budget`` (weighted when ``se`` is given) with a
     bootstrap interval (module docstring)."""
     budget = np.asarray(budget, dtype=float)
@@ -88,7 +88,9 @@ def fit_slope(budget, value, se=None, *, mask=None, n_boot: int = 2000, seed: in
     n = int(mask.sum())
     if n < min_points or np.unique(budget[mask]).size < 2:
         return SlopeFit(None, (None, None), None, n, mask,
-                        reason=f"{n} usable point(s) above the noise floor; need {min_points} at 2+ budgets")
+                        reason=(reason_if_empty if n == 0 and reason_if_empty else
+                                f"{n} resolved point(s) (above the noise floor, or with an interval above 0); "
+                                f"need {min_points} at 2+ budgets"))
     x = np.log(budget[mask])
     y = np.log(value[mask])
     sd = np.zeros(n) if se is None else np.nan_to_num(np.asarray(se, float)[mask] / value[mask], posinf=0.0)

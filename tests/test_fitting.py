@@ -47,7 +47,7 @@ def test_select_points_drops_non_finite_and_non_positive():
 
 def test_too_few_points_gives_no_fit_with_a_reason():
     fit = fit_slope([10, 20], [1.0, 0.5])
-    assert fit.slope is None and "usable point" in fit.reason
+    assert fit.slope is None and "resolved point" in fit.reason
     assert slope_ratio(fit, fit) == (None, (None, None))
 
 

@@ -97,3 +97,26 @@ def test_target_options_reach_the_target_and_bad_ones_are_refused(tmp_path, caps
     plain = rs.plan_cells(rs.SweepConfig(targets=["mixture"], samplers=["lmc"]))
     assert {c["target_options"] for c in cells} == {"separation=6"} and "target_options" not in plain[0]
     assert not ({c["cell"] for c in cells} & {c["cell"] for c in plain})
+
+
+def _row(sampler, budget, value, status="ok", n_div=0):
+    ci = dict(ci_low=value * 0.99, ci_high=value * 1.01, se=value * 0.005) if value else dict(ci_low="", ci_high="", se="")
+    return dict(study="rate", target="double_well", dim="4", kappa="", metric="marginal_w2", sampler=sampler, kind="estimate",
+                budget=budget, grad_evals=budget, step_size=2.0 / budget, chains=1000, value=value, status=status,
+                n_diverged=n_div, K="", k_schedule="growing", k_scale=1.0, **ci)
+
+
+def test_divergences_are_stated_in_the_verdict_even_when_a_sampler_diverged_everywhere():
+    cfg = rs.SweepConfig(targets=["double_well"], samplers=["lmc", "plmc"])
+    lmc = [_row("lmc", b, 0.5 * (16 / b)) for b in (16, 32, 64, 128)]
+    plmc = [_row("plmc", b, "", "diverged", n) for b, n in ((16, 1000), (32, 40), (64, 3), (128, 1))]
+    s = rs.summarize(lmc + plmc, cfg)
+    (v,) = s["verdicts"]
+    assert "no verdict" in v and "PLMC: 0 of 4 budgets resolved, diverged at 4 budget(s) (1 to 1000 of 1000 chains)" in v
+    assert "LMC: 4 of 4 budgets resolved" in v
+    fit = next(f for f in s["fits"] if f["sampler"] == "plmc")
+    assert fit["slope"] is None and "diverged at all 4 budgets" in fit["note"] and fit["divergences"]["budgets"] == 4
+    # a ratio that can be fitted still names the divergences left out
+    plmc = [_row("plmc", b, 0.5 * (16 / b) ** 2) for b in (16, 32, 64, 128)] + [_row("plmc", 256, "", "diverged", 7)]
+    (v,) = rs.summarize(lmc + plmc, cfg)["verdicts"]
+    assert "slope ratio 2.00" in v and "divergences (left out): PLMC at 1 budget(s)" in v

@@ -540,6 +540,7 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
     """Fits, ratios and verdicts from the tidy rows (see the module docstring)."""
     fits, speedups, verdicts, problems = [], [], [], []
     groups = {}
+    diverged: dict = {}  # group -> [(chains diverged, chains)] per diverged cell
     floors: dict = {}
     floor_rows: dict = {}
     for r in rows:
@@ -551,6 +552,8 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         if r["status"] == "diverged":
             problems.append(f"{r['target']} {r['sampler']} step={_f(r['step_size']):.4g} K={r['K'] or '-'}: "
                             f"{r['n_diverged']} chain(s) diverged (left out of fits)")
+            if r["study"] != "theorem":
+                diverged.setdefault(gk + (r["sampler"],), []).append((int(_f(r["n_diverged"])), int(_f(r["chains"]))))
             continue
         sampler = r["sampler"]
         if r["study"] == "theorem":
@@ -559,6 +562,7 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
     by_step = cfg.study in ("bias", "theorem")
     x_of = (lambda r: _f(r["step_size"])) if by_step else (lambda r: _f(r["grad_evals"]))
     fitted = {}
+    entries: dict = {}  # group -> its entry in fits
     step_slope: dict = {}
 
     def order(item):  # target, then dimension and condition number as numbers
@@ -602,6 +606,22 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         entry["k_schedule"] = rs[0]["k_schedule"] or None
         entry["resolution"] = _resolution(rs, x, fit, floor_high if key[:4] in floors else None, by_step)
         fits.append(entry)
+        entries[key] = entry
+    for key in sorted(set(diverged) - set(groups), key=lambda k: order((k,))):
+        # every cell of this sampler diverged: no points, but its verdict must say so
+        target, dim, kappa, metric, sampler = key
+        fit = fit_slope([], [], reason_if_empty=f"diverged at all {len(diverged[key])} budgets")
+        fitted[key] = fit
+        entries[key] = dict(target=target, dim=int(dim), kappa=_f(kappa) if kappa else None, sampler=sampler,
+                            metric=metric, kind="", x="grad_evals", noise_floor=None, **fit.as_dict(),
+                            floor_debiased=False, x_range=None, k_schedule=None,
+                            resolution={"budgets": 0, "budgets_resolved": 0, "level": None, "chains": None,
+                                        "chains_to_resolve_all": None})
+        fits.append(entries[key])
+    for key, f in entries.items():
+        dv = diverged.get(key, [])
+        f["divergences"] = {"budgets": len(dv), "chains": [c for c, _ in dv]}
+        f["resolution"]["budgets"] += len(dv)
     for key, fit in fitted.items():
         if cfg.study == "theorem" or _method(key[4]).base is None:
             continue
@@ -620,7 +640,10 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         # theory's ratio 2 is about step sizes: an error in eta^(2p) against one in eta^p gives, over
         # these budgets, the slope ratio 2 sn / sd_ (2 exactly when both cost the same per step)
         sp["theory_ratio_here"] = 2.0 * sn / sd_ if sn is not None and sd_ else None
-        sp["verdict"] = _verdict(ratio, ci, fit, den, cfg, sp["theory_ratio_here"])
+        sides = [(num_name, entries.get(key), diverged.get(key, [])),
+                 (den_name, entries.get(key[:4] + (den_name,)), diverged.get(key[:4] + (den_name,), []))]
+        sp["divergences"] = {name.upper(): len(dv) for name, _, dv in sides}
+        sp["verdict"] = _verdict(ratio, ci, fit, den, cfg, sp["theory_ratio_here"], sides)
         speedups.append(sp)
         verdicts.append(f"{target} (d={dim}{', kappa=' + kappa if kappa else ''}, {metric}) "
                         f"{num_name.upper()}/{den_name.upper()}: {sp['verdict']}")
@@ -664,10 +687,33 @@ def _resolution(rs, x, fit, floor_high, by_step) -> dict:
     return out
 
 
-def _verdict(ratio, ci, num, den, cfg, theory_here=None) -> str:
+def _side_line(name: str, entry, dv) -> str:
+    """One sampler's state for a verdict: budgets resolved, divergences, chains that would help."""
+    parts = []
+    res = (entry or {}).get("resolution") or {}
+    if res.get("budgets"):
+        parts.append(f"{res['budgets_resolved']} of {res['budgets']} budgets resolved")
+        if res.get("level") is not None:
+            parts.append(f"errors below {res['level']:.2g} unresolved at {res['chains']} chains")
+        if res.get("chains_to_resolve_all") and res["budgets_resolved"] < res["budgets"] - len(dv):
+            parts.append(f"~{res['chains_to_resolve_all']:.2g} chains would resolve all")
+    if dv:
+        counts = sorted(c for c, _ in dv)
+        span = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
+        parts.append(f"diverged at {len(dv)} budget(s) ({span} of {dv[0][1]} chains)")
+    return f"{name.upper()}: " + (", ".join(parts) if parts else "no points")
+
+
+def _verdict(ratio, ci, num, den, cfg, theory_here=None, sides=()) -> str:
     if ratio is None:
-        why = num.reason or den.reason
-        return f"no verdict: too few points above the noise floor to fit both slopes ({why})"
+        state = "; ".join(_side_line(*s) for s in sides) or (num.reason or den.reason)
+        return f"no verdict: too few resolved budgets to fit both slopes ({state})"
+    text = _verdict_text(ratio, ci, cfg, theory_here)
+    div = [f"{name.upper()} at {len(dv)} budget(s)" for name, _, dv in sides if dv]
+    return text + (f"; divergences (left out): {', '.join(div)}" if div else "")
+
+
+def _verdict_text(ratio, ci, cfg, theory_here=None) -> str:
     lo, hi = ci
     if (cfg.k_schedule == "growing" and theory_here is not None and abs(theory_here - 2.0) > 0.02
             and lo <= theory_here <= hi and lo > 1.0):
