@@ -89,3 +89,20 @@ def test_bench_samplers_rejects_bad_arguments(tmp_path, capsys):
         err = capsys.readouterr().err
         assert exc.value.code == 2 and needle in err, (bad, err)
         assert not (tmp_path / "x.json").exists()
+
+
+def test_bench_floor_quick_reports_levels_and_times(tmp_path):
+    out = tmp_path / "floor.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_floor.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, cwd=str(ROOT), env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["target"], r["chains"]) for r in rows] == [("holley_stroock", 1000), ("mixture", 1000),
+                                                         ("holley_stroock", 4000), ("mixture", 4000)]
+    for r in rows:
+        assert r["level"] > 0 and r["cell_seconds"] > 0 and math.isfinite(r["cell_value"])
+    # the floor falls with the chains (4x the chains: about half the floor)
+    hs = [r for r in rows if r["target"] == "holley_stroock"]
+    assert hs[1]["floor_mean"] < hs[0]["floor_mean"]
