@@ -536,8 +536,10 @@ def _group_seed(*parts) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
 
-def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
-    """Fits, ratios and verdicts from the tidy rows (see the module docstring)."""
+def summarize(rows: list[dict], cfg: SweepConfig, slope_fits: "dict | None" = None) -> dict:
+    """Fits, ratios and verdicts from the tidy rows (see the module docstring).  ``slope_fits``, a
+    dict, receives each fit entry's :class:`labs.fitting.SlopeFit` (with its bootstrap draws),
+    keyed by ``(target, dim, metric, sampler)``, e.g. for ratios the summary does not report."""
     fits, speedups, verdicts, problems = [], [], [], []
     groups = {}
     diverged: dict = {}  # group -> [(chains diverged, chains)] per diverged cell
@@ -647,6 +649,8 @@ def summarize(rows: list[dict], cfg: SweepConfig) -> dict:
         speedups.append(sp)
         verdicts.append(f"{target} (d={dim}{', kappa=' + kappa if kappa else ''}, {metric}) "
                         f"{num_name.upper()}/{den_name.upper()}: {sp['verdict']}")
+    if slope_fits is not None:
+        slope_fits.update({(k[0], int(k[1]), k[3], k[4]): f for k, f in fitted.items()})
     return {"fits": fits, "speedup": speedups, "verdicts": verdicts, "problems": problems}
 
 
@@ -719,7 +723,7 @@ def _verdict_text(ratio, ci, cfg, theory_here=None) -> str:
             and lo <= theory_here <= hi and lo > 1.0):
         return (f"quadratic speed-up observed: slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}], consistent with "
                 f"{theory_here:.2f}, what an error in eta^2 against one in eta gives over these budgets (the "
-                f"Poisson-midpoint step's 2 - 1/K gradients grow with K = ceil(1/eta); 2 as eta -> 0)")
+                f"Poisson-midpoint step's 2 - 1/K gradients grow with K = ceil({cfg.k_scale:g}/eta); 2 as eta -> 0)")
     theory = "2" if cfg.k_schedule == "growing" else "1 (fixed K only lowers the constant)"
     if cfg.k_schedule != "growing":
         return f"slope ratio {ratio:.2f} [{lo:.2f}, {hi:.2f}] with fixed K={cfg.k_fixed}; theory: {theory}"
