@@ -68,14 +68,33 @@ the diffusion lab and the tests start from (``DiffusedMixture.sample_xt(n, T)``)
               ``sqrt(abar_t) m`` -- with ``eps_hat = 0`` there every sampler follows it -- so ``w_i = 0``
               and a diagonal covariance stays diagonal.)  ``K = 1`` is DDPM.
 
+              **Corrections.**  Written with multipliers ``M_i`` (``k H_i`` above), the correction is
+              ``sum_i M_i Phi(k, i+1) G_i (eps_hat(Y_i) - eps_hat(X))``; every form has ``E M_i = 1`` and
+              ``Cov(M_i, M_j) = D_i [i = j] - c``: ``"bernoulli"`` ``D_i = k - 1``, ``c = 0``; one midpoint
+              ``I ~ pi`` with ``M_i = [I = i] / pi_i`` (``"one"``: ``pi_i = 1/(k-1)``; ``"one_linear"``:
+              ``pi_i = 2i/(k(k-1))``) ``D_i = 1/pi_i``, ``c = 1``.  With ``u_i, v_i, e_{i m}`` taken without
+              the factor ``k`` (``r_i = Phi(k, i+1) G_i``) the same averaging gives
+
+                  mean' = abar∘mu + cbar,   abar = a_0 + sum_i u_i,   cbar = c_0 + sum_i v_i,
+                  cov'  = (abar abar^T)∘C + [sum_i D_i u_i u_i^T - c U U^T]∘C + sum_i D_i w_i w_i^T - c W W^T
+                          + diag( sum_m Gamma_m^2 [ (Phi(k, m+1) + S1_m)^2 + S2_m - c S1_m^2 ] ),
+
+              ``U = sum_i u_i``, ``W = sum_i w_i``, ``S1_m = sum_{i>m} e_{i m}``, ``S2_m = sum_{i>m} D_i e_{i m}^2``
+              (for ``"bernoulli"`` exactly the formula above).  **Block schedules** only change the list
+              of blocks (:func:`samplers.diffusion.pm_schedule`); a hybrid schedule's tail steps are DDPM
+              steps (the ``ddpm`` recursion).
+
 What is exact: DDPM, DDIM and DPM-Solver++ map a Gaussian start to a Gaussian law, so
 ``N(mean, cov)`` *is* their output law and :func:`metrics.w2_gaussian` to the data law is their
 exact W2.  PM-DDPM's coefficients are random (its selections), so its output is a mixture of
 Gaussians over the selections, not a Gaussian; its mean and covariance are still exact, and the
 W2 between the Gaussians with those moments is a lower bound on its true W2 (Gelbrich's bound).
+For 1-D data :func:`pm_mixture_w2` estimates the true W2 of that mixture: given the selections the
+chain is Gaussian with exact moments, so only the selections are sampled.
 
 ``python -c "from metrics.diffusion_laws import main; main()"`` prints the tables of
-docs/diffusion_laws.md (1-D data, the default schedule) from these exact laws.
+docs/diffusion_laws.md (1-D data, the default schedule) from these exact laws; ``main(["--schedules"])``
+the block schedules and corrections of PM-DDPM at matched calls (:func:`schedules_table`).
 """
 
 from __future__ import annotations
@@ -87,7 +106,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from samplers.diffusion import SPACINGS, VARIANCES, expected_pm_nfe, pm_blocks, strided_timesteps
+from samplers.diffusion import (PM_CORRECTIONS, SPACINGS, VARIANCES, PMBlock, midpoint_probabilities,
+                                pm_blocks, pm_calls, pm_schedule, strided_timesteps)
 from targets.diffusion import DiffusionSchedule
 from targets.validation import as_float64_cpu, check_int, check_spd
 
@@ -95,7 +115,8 @@ from .gaussian import w2_gaussian
 
 __all__ = ["DiffusionLaw", "DIFFUSION_LAW_SAMPLERS", "diffusion_law", "diffusion_law_w2", "mean_network_calls",
            "pm_block_stiffness", "pm_mechanism", "mechanism_table", "format_mechanism_table",
-           "format_pm_mechanism", "MECHANISM_ROWS"]
+           "format_pm_mechanism", "MECHANISM_ROWS", "PM_OPTIONS", "SCHEDULE_DATA", "schedules_table",
+           "format_schedules_table", "pm_mixture_w2"]
 
 
 class DiffusionLaw(NamedTuple):
@@ -122,7 +143,10 @@ DIFFUSION_LAW_SAMPLERS: dict[str, tuple[str, dict]] = {
     "pm_ddpm": ("pm", dict(variance="small")),
 }
 
-_SETTINGS = {"ddpm": ("variance",), "ddim": ("eta",), "dpmpp": ("order",), "pm": ("variance",)}
+#: PM-DDPM's settings beyond ``K`` and ``variance`` (those of :func:`samplers.diffusion.pm_ddpm`).
+PM_OPTIONS = ("block_schedule", "correction", "level", "min_var", "lipschitz", "t_switch", "tail_steps")
+
+_SETTINGS = {"ddpm": ("variance",), "ddim": ("eta",), "dpmpp": ("order",), "pm": ("variance",) + PM_OPTIONS}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,12 +191,14 @@ def _check_timesteps(schedule: DiffusionSchedule, steps, timesteps, spacing, def
     return ts
 
 
-def _resolve(name, schedule, steps, timesteps, spacing, K, variance, eta, order) -> tuple[str, dict]:
-    """The family and checked settings of ``name``, or ValueError naming what is wrong."""
+def _resolve(name, schedule, steps, timesteps, spacing, K, variance, eta, order, pm=None) -> tuple[str, dict]:
+    """The family and checked settings of ``name``, or ValueError naming what is wrong (``pm``: the
+    :data:`PM_OPTIONS` given)."""
     if not isinstance(name, str) or name not in DIFFUSION_LAW_SAMPLERS:
         raise ValueError(f"unknown diffusion sampler {name!r}; known: {', '.join(DIFFUSION_LAW_SAMPLERS)}")
     family, defaults = DIFFUSION_LAW_SAMPLERS[name]
-    given = {k: v for k, v in dict(variance=variance, eta=eta, order=order).items() if v is not None}
+    pm = {k: v for k, v in (pm or {}).items() if v is not None}
+    given = dict({k: v for k, v in dict(variance=variance, eta=eta, order=order).items() if v is not None}, **pm)
     extra = sorted(set(given) - set(_SETTINGS[family]))
     if extra:
         raise ValueError(f"{name} takes no {', '.join(extra)} (its settings: {', '.join(_SETTINGS[family])})")
@@ -195,6 +221,12 @@ def _resolve(name, schedule, steps, timesteps, spacing, K, variance, eta, order)
         if K > schedule.T:
             raise ValueError(f"K must be at most T={schedule.T}, got {K}")
         s["K"] = K
+        correction = pm.get("correction", "bernoulli")
+        if not isinstance(correction, str) or correction not in PM_CORRECTIONS:
+            raise ValueError(f"correction must be one of {', '.join(PM_CORRECTIONS)}, got {correction!r}")
+        s["correction"] = correction
+        s["blocks"] = pm_schedule(schedule, K, pm.get("block_schedule", "uniform"),
+                                  **{k: v for k, v in pm.items() if k not in ("block_schedule", "correction")})
     else:
         if K is not None:
             raise ValueError(f"{name} takes steps, not K")
@@ -347,16 +379,41 @@ def _dpmpp(e: _Eigen, ts: list, mean, cov, order: int):
     return a * mean + c, np.outer(a, a) * cov
 
 
-def _pm_block(e: _Eigen, t_top: int, k: int, variance: str, mean, cov, selection_variance: bool = True,
-              shared_noise: bool = True, info: Optional[dict] = None):
-    """One Poisson-midpoint block of ``k`` fine DDPM steps from ``t_top`` (module docstring).
+def _selection_law(k: int, correction: str) -> tuple[np.ndarray, float]:
+    """The multipliers ``M_i`` (``i = 1..k-1``) of a block's correction: ``E M_i = 1`` and
+    ``Cov(M_i, M_j) = D_i [i = j] - c``; returns ``(D [k - 1], c)``.
 
-    ``selection_variance=False`` drops the ``p(1-p)`` terms (the law of the averaged map, a wrong
-    law kept as a negative control); ``shared_noise=False`` is the law of the variant whose
-    interpolant has its own Gaussians (``(Phi(k, m+1) + p S1)^2`` becomes ``Phi(k, m+1)^2 + p^2 S1^2``),
-    also a negative control.  ``info``, when given, receives the averaged coefficient ``abar`` and
-    the standard deviation of ``a(H)`` over the selections, ``sqrt(p(1-p) sum_i u_i^2)`` (``[d]``).
+    ``"bernoulli"``: ``M_i = k H_i``, ``H_i ~ Bernoulli(1/k)`` independent: ``D_i = k - 1``, ``c = 0``.
+    One midpoint ``I`` with ``P(I = i) = pi_i`` and ``M_i = [I = i] / pi_i`` (``"one"``, ``"one_linear"``):
+    ``E M_i M_j = [i = j] / pi_i``, so ``D_i = 1 / pi_i``, ``c = 1``.
     """
+    if correction == "bernoulli":
+        return np.full(k - 1, k - 1.0), 0.0
+    return 1.0 / midpoint_probabilities(k, correction).numpy(), 1.0
+
+
+def _suffix(X: np.ndarray) -> np.ndarray:
+    """``out[m] = sum_{i > m} X[i]`` over the first axis."""
+    return np.concatenate([np.cumsum(X[::-1], 0)[::-1][1:], np.zeros((1,) + X.shape[1:])])
+
+
+class _BlockCoefs(NamedTuple):
+    """A PM block's coefficients (module docstring), per eigen-coordinate: ``X_k = a(M) X + c(M) + sum_m
+    Gamma_m [Phi(k, m+1) + sum_{i>m} M_i e_{i m}] Z_m`` with ``a(M) = a0 + sum_i M_i u_i``, ``c(M) = c0 +
+    sum_i M_i v_i``, ``e_{i m} = E_i e^{-L_{m+1}}``.  ``u, v, E`` are ``[k-1, d]`` (``i = 1..k-1``), ``var``
+    ``[k]`` the fine steps' noise variances ``Gamma_m^2``, ``phi_end`` ``[k]`` ``Phi(k, m+1)``, ``L`` ``[k + 1]``."""
+
+    a0: np.ndarray
+    c0: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    E: np.ndarray
+    var: np.ndarray
+    phi_end: np.ndarray
+    L: np.ndarray
+
+
+def _block_coefs(e: _Eigen, t_top: int, k: int, variance: str) -> _BlockCoefs:
     t = np.arange(t_top, t_top - k, -1)
     alpha, beta, abar = e.alphas[t], e.betas[t], e.abar[t]
     A = 1.0 / np.sqrt(alpha)
@@ -366,53 +423,72 @@ def _pm_block(e: _Eigen, t_top: int, k: int, variance: str, mean, cov, selection
     L = np.concatenate([[0.0], np.cumsum(np.log(A))])  # [k + 1]
     psi = np.exp(L) * np.concatenate([[0.0], np.cumsum(G * np.exp(-L[1:]))])  # Psi_i, [k + 1]
     q, o = _eps(e, t)  # [k, d]
-    p = 1.0 / k
-    sel = p * (1.0 - p) if selection_variance else 0.0
-    a0 = math.exp(L[k]) + psi[k] * q[0]
-    c0 = psi[k] * o[0]
     phi_end = np.exp(L[k] - L[1:])  # Phi(k, m+1), m = 0..k-1
+    r = (phi_end * G)[1:, None]  # r_i = Phi(k, i+1) G_i, i = 1..k-1
+    f = q[1:] * psi[1:k, None] - 1.0  # q_i Psi_i - 1
+    u = r * (q[1:] * np.exp(L[1:k])[:, None] + f * q[0])  # [k-1, d]
+    v = r * (o[1:] + f * o[0])
+    E = r * q[1:] * np.exp(L[1:k])[:, None]  # e_{i m} = r_i q_i Phi(i, m+1) = E_i e^{-L_{m+1}}
+    return _BlockCoefs(math.exp(L[k]) + psi[k] * q[0], psi[k] * o[0], u, v, E, var, phi_end, L)
+
+
+def _pm_block(e: _Eigen, t_top: int, k: int, variance: str, mean, cov, selection_variance: bool = True,
+              shared_noise: bool = True, info: Optional[dict] = None, correction: str = "bernoulli"):
+    """One Poisson-midpoint block of ``k`` fine DDPM steps from ``t_top`` (module docstring), with the
+    correction's multipliers ``M_i`` of :func:`_selection_law`.
+
+    ``selection_variance=False`` drops the terms of ``Cov(M)`` (the law of the averaged map, a wrong
+    law kept as a negative control); ``shared_noise=False`` is the law of the variant whose
+    interpolant has its own Gaussians (``(Phi(k, m+1) + S1_m)^2`` becomes ``Phi(k, m+1)^2 + S1_m^2``),
+    also a negative control.  ``info``, when given, receives the averaged coefficient ``abar`` and
+    the standard deviation of ``a(M)`` over the selections, ``sqrt(sum_ij Cov(M_i, M_j) u_i u_j)`` (``[d]``).
+    """
+    a0, c0, u, v, E, var, phi_end, L = _block_coefs(e, t_top, k, variance)
     if k == 1:
         abar_map, cbar, a_sd = a0, c0, np.zeros_like(a0)
         new_cov = np.outer(a0, a0) * cov
         noise = var[0] * phi_end[0] ** 2 * np.ones_like(mean)
     else:
-        r = (phi_end * G * k)[1:, None]  # r_i = Phi(k, i+1) G_i k, i = 1..k-1
-        f = q[1:] * psi[1:k, None] - 1.0  # q_i Psi_i - 1
-        u = r * (q[1:] * np.exp(L[1:k])[:, None] + f * q[0])  # [k-1, d]
-        v = r * (o[1:] + f * o[0])
-        abar_map, cbar = a0 + p * u.sum(0), c0 + p * v.sum(0)
-        a_sd = np.sqrt(p * (1.0 - p) * (u * u).sum(0))
+        D, c = _selection_law(k, correction)
+        if not selection_variance:
+            D, c = np.zeros_like(D), 0.0
+        us, vs = u.sum(0), v.sum(0)
+        abar_map, cbar = a0 + us, c0 + vs
+        a_sd = np.sqrt(np.maximum((D[:, None] * u * u).sum(0) - c * us * us, 0.0))
         w = u * mean + v
-        new_cov = np.outer(abar_map, abar_map) * cov + sel * ((u.T @ u) * cov + w.T @ w)
-        # e_{i m} = r_i q_i Phi(i, m+1) = E_i e^{-L_{m+1}}, E_i = r_i q_i e^{L_i}; suffix sums over i > m
-        E = np.zeros_like(q)
-        E[1:] = r * q[1:] * np.exp(L[1:k])[:, None]
-        suf1 = np.concatenate([np.cumsum(E[::-1], 0)[::-1][1:], np.zeros((1, E.shape[1]))])
-        suf2 = np.concatenate([np.cumsum((E * E)[::-1], 0)[::-1][1:], np.zeros((1, E.shape[1]))])
-        S1 = suf1 * np.exp(-L[1:])[:, None]
-        S2 = suf2 * np.exp(-2.0 * L[1:])[:, None]
+        ws = w.sum(0)
+        new_cov = (np.outer(abar_map, abar_map) * cov + ((u.T * D) @ u - c * np.outer(us, us)) * cov
+                   + (w.T * D) @ w - c * np.outer(ws, ws))
+        # suffix sums over i > m of e_{i m} and D_i e_{i m}^2 (E padded with the i = 0 row, which has none)
+        pad = np.zeros((1, E.shape[1]))
+        S1 = _suffix(np.concatenate([pad, E])) * np.exp(-L[1:])[:, None]
+        S2 = _suffix(np.concatenate([pad, D[:, None] * E * E])) * np.exp(-2.0 * L[1:])[:, None]
         base = phi_end[:, None]
-        if shared_noise:
-            g2 = (base + p * S1) ** 2 + sel * S2
-        else:
-            g2 = base**2 + (p * S1) ** 2 + sel * S2
-        noise = (var[:, None] * g2).sum(0)
+        g2 = (base + S1) ** 2 if shared_noise else base**2 + S1**2
+        noise = (var[:, None] * (g2 + S2 - c * S1**2)).sum(0)
     new_cov[np.diag_indices_from(new_cov)] += noise
     if info is not None:
         info.update(a_mean=abar_map, a_sd=a_sd)
     return abar_map * mean + cbar, new_cov
 
 
-def _pm(e: _Eigen, T: int, K: int, variance: str, mean, cov, pm_set=None, **control):
-    """The PM-DDPM chain; blocks whose index is not in ``pm_set`` (all when ``None``) are run as their
-    ``k`` plain DDPM steps instead (blocks of one step), to attribute the error to blocks."""
-    for b, (t_top, k) in enumerate(pm_blocks(T, K)):
-        if pm_set is None or b in pm_set:
-            mean, cov = _pm_block(e, t_top, k, variance, mean, cov, **control)
+def _pm(e: _Eigen, blocks: list, variance: str, mean, cov, pm_set=None, correction: str = "bernoulli", **control):
+    """The PM-DDPM chain over ``blocks`` (:class:`samplers.diffusion.PMBlock`); blocks whose index is not
+    in ``pm_set`` (all when ``None``) are run as their ``k`` plain DDPM steps instead (blocks of one
+    step), to attribute the error to blocks.  A ``"ddpm"`` block is one DDPM step ``t_top -> t_top - k``."""
+    for b, (t_top, k, mode) in enumerate(blocks):
+        if mode == "ddpm":
+            mean, cov = _markov(e, [t_top, t_top - k], mean, cov, "ddpm", dict(variance=variance))
+        elif pm_set is None or b in pm_set:
+            mean, cov = _pm_block(e, t_top, k, variance, mean, cov, correction=correction, **control)
         else:
             for j in range(k):
                 mean, cov = _pm_block(e, t_top - j, 1, variance, mean, cov)
     return mean, cov
+
+
+def _uniform(T: int, K: int) -> list:
+    return [PMBlock(t, k) for t, k in pm_blocks(T, K)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -421,14 +497,17 @@ def _pm(e: _Eigen, T: int, K: int, variance: str, mean, cov, pm_set=None, **cont
 
 def diffusion_law(name: str, data_mean, data_cov, schedule: Optional[DiffusionSchedule] = None, *, steps=None,
                   timesteps=None, spacing: str = "uniform", K=None, variance=None, eta=None, order=None,
-                  start="marginal", _selection_variance: bool = True, _shared_noise: bool = True) -> DiffusionLaw:
+                  start="marginal", block_schedule=None, correction=None, level=None, min_var=None, lipschitz=None,
+                  t_switch=None, tail_steps=None, _selection_variance: bool = True,
+                  _shared_noise: bool = True) -> DiffusionLaw:
     """The exact mean and covariance of the output of sampler ``name`` on the data law ``N(data_mean, data_cov)``.
 
     ``name``: one of :data:`DIFFUSION_LAW_SAMPLERS` (the names of :func:`samplers.diffusion.sample`
     and the bare ``"ddpm"``, ``"dpm_solver_pp"``, ``"pm_ddpm"``).  ``steps``/``timesteps``/``spacing``
     for the strided samplers (DDPM's default is the full chain, as :func:`samplers.diffusion.ddpm`'s),
     ``K`` for Poisson-midpoint DDPM; ``variance`` (DDPM, PM-DDPM), ``eta`` (DDIM) and ``order``
-    (DPM-Solver++) override the name's defaults.  ``schedule``: a :class:`DiffusionSchedule`
+    (DPM-Solver++) override the name's defaults; PM-DDPM also takes :data:`PM_OPTIONS` (``block_schedule``,
+    ``correction`` and their settings, as :func:`samplers.diffusion.pm_ddpm`).  ``schedule``: a :class:`DiffusionSchedule`
     (default: DDPM's linear one, ``T = 1000``).  ``start``: ``"marginal"`` (``x_T ~ p_T``, as the lab
     starts), ``"prior"`` (``N(0, I)``) or a pair ``(mean, cov)``.  A 1-D law may be given as two
     numbers (mean, variance).
@@ -441,7 +520,9 @@ def diffusion_law(name: str, data_mean, data_cov, schedule: Optional[DiffusionSc
     """
     schedule = _check_schedule(schedule)
     m, S = _check_data(data_mean, data_cov)
-    family, s = _resolve(name, schedule, steps, timesteps, spacing, K, variance, eta, order)
+    pm = dict(block_schedule=block_schedule, correction=correction, level=level, min_var=min_var, lipschitz=lipschitz,
+              t_switch=t_switch, tail_steps=tail_steps)
+    family, s = _resolve(name, schedule, steps, timesteps, spacing, K, variance, eta, order, pm)
     start = _check_start(start, m.size)
     e = _eigen(m, S, schedule)
     mean, cov = _start(start, e)
@@ -450,8 +531,8 @@ def diffusion_law(name: str, data_mean, data_cov, schedule: Optional[DiffusionSc
     elif family == "dpmpp":
         mean, cov = _dpmpp(e, s["timesteps"], mean, cov, s["order"])
     else:
-        mean, cov = _pm(e, schedule.T, s["K"], s["variance"], mean, cov, selection_variance=_selection_variance,
-                        shared_noise=_shared_noise)
+        mean, cov = _pm(e, s["blocks"], s["variance"], mean, cov, correction=s["correction"],
+                        selection_variance=_selection_variance, shared_noise=_shared_noise)
     cov = e.U @ cov @ e.U.T
     return DiffusionLaw(e.U @ mean, 0.5 * (cov + cov.T))
 
@@ -468,13 +549,102 @@ def diffusion_law_w2(name: str, data_mean, data_cov, schedule: Optional[Diffusio
 
 
 def mean_network_calls(name: str, schedule: Optional[DiffusionSchedule] = None, *, steps=None, timesteps=None,
-                       spacing: str = "uniform", K=None) -> float:
-    """Mean network calls per sample: ``steps`` for the strided samplers, ``sum_blocks (2 - 1/k)`` for PM-DDPM."""
+                       spacing: str = "uniform", K=None, **pm) -> float:
+    """Mean network calls per sample: ``steps`` for the strided samplers; for PM-DDPM (``K`` and the
+    :data:`PM_OPTIONS`) :func:`samplers.diffusion.pm_calls` over its blocks (``sum_blocks (2 - 1/k)`` for
+    the uniform schedule with the Bernoulli correction)."""
     schedule = _check_schedule(schedule)
-    family, s = _resolve(name, schedule, steps, timesteps, spacing, K, None, None, None)
+    unknown = sorted(set(pm) - set(PM_OPTIONS))
+    if unknown:
+        raise ValueError(f"mean_network_calls takes no {', '.join(unknown)}")
+    family, s = _resolve(name, schedule, steps, timesteps, spacing, K, None, None, None, pm)
     if family == "pm":
-        return expected_pm_nfe(schedule.T, s["K"])
+        return pm_calls(s["blocks"], s["correction"])[0]
     return float(len(s["timesteps"]) - 1)
+
+
+def _draw_multipliers(rng: np.random.Generator, n: int, k: int, correction: str) -> np.ndarray:
+    """``[n, k - 1]`` multipliers ``M_i`` of one block for ``n`` chains (:func:`_selection_law`)."""
+    if correction == "bernoulli":
+        return k * (rng.random((n, k - 1)) < 1.0 / k).astype(np.float64)
+    pi = midpoint_probabilities(k, correction).numpy()
+    idx = rng.choice(k - 1, size=n, p=pi)
+    M = np.zeros((n, k - 1))
+    M[np.arange(n), idx] = 1.0 / pi[idx]
+    return M
+
+
+def pm_mixture_w2(name: str, data_mean, data_var, schedule: Optional[DiffusionSchedule] = None, *,
+                  n_selections: int = 20000, seed: int = 0, start="marginal", **kw) -> tuple[float, float]:
+    """PM-DDPM's W2 to 1-D data ``N(data_mean, data_var)``, its output taken as the mixture it is, not by its moments.
+
+    Given every block's selections (multipliers ``M``), PM-DDPM is a linear Gaussian chain, so its output
+    is ``N(mu(M), V(M))`` exactly (``a(M)``, ``c(M)`` and the noise of module docstring's block map, DDPM
+    steps as they are).  ``n_selections`` selection paths are drawn (``numpy`` generator ``seed``), and
+    the W2 between the mixture of their Gaussians and the data law is computed by quantiles,
+    ``W2^2 = int_0^1 (Q_mix(u) - Q_data(u))^2 du`` (midpoints ``u``, ``10^5`` of them; ``Q_mix`` by
+    inverting the mixture's CDF on a grid).  Returns ``(w2, se)``, ``se`` from four
+    batches of the paths.  ``kw``: ``K``, ``variance`` and the :data:`PM_OPTIONS`, as :func:`diffusion_law`.
+    At least Gelbrich's bound, :func:`diffusion_law_w2`, up to the sampling of the selections.
+    """
+    from scipy.special import ndtr, ndtri
+
+    schedule = _check_schedule(schedule)
+    m, S = _check_data(data_mean, data_var)
+    if m.size != 1:
+        raise ValueError(f"pm_mixture_w2 takes 1-D data, got dimension {m.size}")
+    if name not in DIFFUSION_LAW_SAMPLERS or DIFFUSION_LAW_SAMPLERS[name][0] != "pm":
+        raise ValueError(f"pm_mixture_w2 takes a PM-DDPM sampler, got {name!r}")
+    pm = {k: kw.pop(k) for k in PM_OPTIONS if k in kw}
+    family, st = _resolve(name, schedule, None, None, "uniform", kw.pop("K", None), kw.pop("variance", None), None,
+                          None, pm)
+    if kw:
+        raise ValueError(f"pm_mixture_w2 takes no {', '.join(sorted(kw))}")
+    n = check_int(n_selections, "n_selections", 8)
+    e = _eigen(m, S, schedule)
+    mean0, cov0 = _start(_check_start(start, 1), e)
+    rng = np.random.default_rng(seed)
+    mu, V = np.full(n, float(mean0[0])), np.full(n, float(cov0[0, 0]))
+    for t_top, k, mode in st["blocks"]:
+        if mode == "ddpm" or k == 1:
+            one = np.ones(1)
+            m0, c0 = _pm(e, [PMBlock(t_top, k, mode)], st["variance"], 0.0 * one, np.zeros((1, 1)))
+            m1, _ = _pm(e, [PMBlock(t_top, k, mode)], st["variance"], one, np.zeros((1, 1)))
+            a = float(m1[0] - m0[0])
+            mu, V = a * mu + float(m0[0]), a * a * V + float(c0[0, 0])
+            continue
+        bc = _block_coefs(e, t_top, k, st["variance"])
+        M = _draw_multipliers(rng, n, k, st["correction"])
+        a = bc.a0[0] + M @ bc.u[:, 0]
+        c = bc.c0[0] + M @ bc.v[:, 0]
+        ME = M * bc.E[:, 0]
+        suffix = np.concatenate([np.cumsum(ME[:, ::-1], 1)[:, ::-1], np.zeros((n, 1))], 1)  # sum_{i > m}, m = 0..k-1
+        g = bc.phi_end + suffix * np.exp(-bc.L[1:])
+        mu, V = a * mu + c, a * a * V + (g * g) @ bc.var
+
+    sd = np.sqrt(V)
+    core = float(np.median(sd))  # a dense grid where most of the mass is, a coarse one out to every tail
+    x = np.unique(np.concatenate([np.linspace(float((mu - 9.0 * sd).min()), float((mu + 9.0 * sd).max()), 4001),
+                                  np.linspace(float(np.median(mu)) - 9.0 * core, float(np.median(mu)) + 9.0 * core, 4001)]))
+    u = (np.arange(100000) + 0.5) / 100000
+    q_data = float(m[0]) + math.sqrt(float(S[0, 0])) * ndtri(u)
+
+    def cdf(rows) -> np.ndarray:
+        out = np.zeros_like(x)
+        for j in range(0, rows.size, 1024):
+            r = rows[j:j + 1024]
+            out += ndtr((x[None, :] - mu[r, None]) / sd[r, None]).sum(0)
+        return out / rows.size
+
+    def w2(F) -> float:
+        keep = np.concatenate([[True], np.diff(F) > 0])
+        return math.sqrt(float(np.mean((np.interp(u, F[keep], x[keep]) - q_data) ** 2)))
+
+    batches = [np.arange(b, n, 4) for b in range(4)]
+    cdfs = [cdf(rows) for rows in batches]
+    parts = [w2(F) for F in cdfs]
+    full = sum(F * rows.size for F, rows in zip(cdfs, batches)) / n
+    return w2(full), float(np.std(parts, ddof=1)) / 2.0
 
 
 def pm_block_stiffness(schedule: Optional[DiffusionSchedule], K, data_var: float) -> list[tuple[int, int, float]]:
@@ -520,9 +690,10 @@ def pm_mechanism(schedule: Optional[DiffusionSchedule], K, data_var: float, *, v
     mean0, cov0 = _start(_check_start(start, 1), e)
     stiff = {b for b, (_, _, v) in enumerate(blocks_st) if v > threshold}
     every = set(range(len(blocks_st)))
+    blocks = _uniform(schedule.T, int(K))
 
     def ratio(pm_set, **control) -> float:
-        return float(_pm(e, schedule.T, int(K), variance, mean0, cov0, pm_set=pm_set, **control)[1][0, 0]) / float(data_var)
+        return float(_pm(e, blocks, variance, mean0, cov0, pm_set=pm_set, **control)[1][0, 0]) / float(data_var)
 
     rows = []
     mean, cov = mean0, cov0
@@ -611,20 +782,194 @@ def format_pm_mechanism(schedule: DiffusionSchedule, K: int, s: float, last: int
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------
+# block schedules and corrections at matched calls (docs/diffusion_laws.md)
+
+
+def _spread_scales(d: int = 32, lo: float = 0.02, hi: float = 1.0) -> np.ndarray:
+    return lo * (hi / lo) ** (np.arange(d) / (d - 1))
+
+
+#: The data laws of the schedules table: name -> (mean, covariance).  ``"d=32"``: standard deviations
+#: log-spaced from 0.02 to 1 on the diagonal.
+SCHEDULE_DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    "s=0.3": (np.zeros(1), np.array([[0.3**2]])),
+    "s=0.05": (np.zeros(1), np.array([[0.05**2]])),
+    "d=32": (np.zeros(32), np.diag(_spread_scales() ** 2)),
+}
+
+#: The block lengths the hybrid rows try (each with its own ``t_switch``); the row keeps the best.
+HYBRID_KS = (30, 40, 50, 60, 80)
+
+
+def _uniform_K(schedule: DiffusionSchedule, target: float, correction: str) -> Optional[int]:
+    """The smallest ``K`` whose uniform schedule costs at most ``target`` mean calls."""
+    for K in range(1, schedule.T + 1):
+        if pm_calls(_uniform(schedule.T, K), correction)[0] <= target:
+            return K
+    return None
+
+
+def _stiffness_level(schedule: DiffusionSchedule, target: float, correction: str, min_var: float) -> float:
+    """The smallest level ``c`` (4 significant digits, rounded up) whose stiffness schedule with ``K = T``
+    costs at most ``target`` mean calls (the calls do not increase with ``c``)."""
+    def calls(c):
+        return pm_calls(pm_schedule(schedule, schedule.T, "stiffness", level=c, min_var=min_var), correction)[0]
+
+    lo, hi = 1e-4, 1e3
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if calls(mid) > target else (lo, mid)
+    digits = 3 - math.floor(math.log10(hi))
+    c = math.ceil(hi * 10**digits) / 10**digits
+    return c
+
+
+def _hybrid_switch(schedule: DiffusionSchedule, K: int, target: float, correction: str) -> Optional[int]:
+    """The largest ``t_switch`` (every tail step a DDPM step) whose hybrid schedule costs at most ``target``."""
+    best = None
+    for ts in range(1, schedule.T + 1):
+        calls = pm_calls(pm_schedule(schedule, min(K, schedule.T), "hybrid", t_switch=ts), correction)[0]
+        if calls <= target:
+            best = ts
+        elif calls > target + 2.0:  # the calls grow with t_switch (up to a block's worth)
+            break
+    return best
+
+
+def schedules_table(data: str = "s=0.05", schedule: Optional[DiffusionSchedule] = None, targets=(50, 80),
+                    corrections=PM_CORRECTIONS, variances=VARIANCES, start="marginal") -> list[dict]:
+    """Exact W2 and variance ratios of the samplers on ``SCHEDULE_DATA[data]``, PM-DDPM's block schedules and
+    corrections matched to at most ``targets`` mean calls.
+
+    Rows: DDPM's full chain (both variances); strided DDPM, DDIM and DPM-Solver++(2M) at ``targets`` calls;
+    per variance, target and correction, PM-DDPM with the uniform schedule (the smallest ``K`` within
+    the target), the stiffness schedule (``K = T``, ``min_var`` the data's smallest variance, the smallest
+    level within the target) and the hybrid one (every tail step a DDPM step, ``t_switch`` the largest within
+    the target, for each ``K`` of :data:`HYBRID_KS`; the row keeps the ``K`` with the smallest W2, so it is
+    tuned on the exact law).  Each row: ``label, name, setting, kw, calls, calls_sd, w2, ratio_min,
+    ratio_max`` (``var_i / S_ii`` over the coordinates of the diagonal data law) and ``w2_fine`` (PM-DDPM:
+    the W2 between its moments and the law of its own fine chain, DDPM's full chain with the same
+    variance; ``nan`` for the other rows).
+    """
+    schedule = _check_schedule(schedule)
+    if data not in SCHEDULE_DATA:
+        raise ValueError(f"unknown data law {data!r}; known: {', '.join(SCHEDULE_DATA)}")
+    m, S = SCHEDULE_DATA[data]
+    min_var = float(np.linalg.eigvalsh(S)[0])
+    fine = {v: diffusion_law(f"ddpm_{v}", m, S, schedule, start=start) for v in VARIANCES}
+
+    def row(label, name, kw, setting=None) -> dict:
+        law = diffusion_law(name, m, S, schedule, start=start, **kw)
+        ratio = np.diag(law.cov) / np.diag(S)
+        w2_fine = math.nan
+        if name.startswith("pm_"):
+            ref = fine[name.rsplit("_", 1)[1]]
+            w2_fine = w2_gaussian(law.mean, law.cov, ref.mean, ref.cov)
+            pm = {k: kw[k] for k in PM_OPTIONS if k in kw}
+            blocks = pm_schedule(schedule, kw["K"], pm.pop("block_schedule", "uniform"),
+                                 **{k: v for k, v in pm.items() if k != "correction"})
+            calls, var = pm_calls(blocks, kw.get("correction", "bernoulli"))
+        else:
+            calls, var = mean_network_calls(name, schedule, **kw), 0.0
+        if setting is None:
+            setting = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()
+                                if k not in ("block_schedule", "correction", "min_var")) or f"T={schedule.T}"
+        return dict(label=label, name=name, setting=setting, kw=kw, calls=calls, calls_sd=math.sqrt(var),
+                    w2=w2_gaussian(law.mean, law.cov, m, S), ratio_min=float(ratio.min()), ratio_max=float(ratio.max()),
+                    w2_fine=w2_fine)
+
+    out = [row("DDPM, full chain", "ddpm_small", {}), row("DDPM (large), full chain", "ddpm_large", {})]
+    for n in targets:
+        out += [row("DDPM strided", "ddpm_small", dict(steps=int(n))), row("DDIM", "ddim", dict(steps=int(n))),
+                row("DPM-Solver++(2M)", "dpmpp_2m", dict(steps=int(n)))]
+    for variance, n, corr in ((v, n, c) for v in variances for n in targets for c in corrections):
+        pm_name, tag = f"pm_ddpm_{variance}", "" if variance == "small" else f" ({variance})"
+        K = _uniform_K(schedule, n, corr)
+        if K is not None:
+            out.append(row(f"PM-DDPM{tag} uniform, {corr}", pm_name, dict(K=K, correction=corr)))
+        c = _stiffness_level(schedule, n, corr, min_var)
+        out.append(row(f"PM-DDPM{tag} stiffness, {corr}", pm_name,
+                       dict(K=schedule.T, block_schedule="stiffness", level=c, min_var=min_var, correction=corr),
+                       setting=f"K={schedule.T}, level={c:g}"))
+        tried = []
+        for Kh in HYBRID_KS:
+            ts = _hybrid_switch(schedule, Kh, n, corr)
+            if ts is not None:
+                tried.append(row(f"PM-DDPM{tag} hybrid, {corr}", pm_name,
+                                 dict(K=Kh, block_schedule="hybrid", t_switch=ts, correction=corr)))
+        if tried:
+            out.append(min(tried, key=lambda r: r["w2"]))
+    return out
+
+
+def format_schedules_table(table: list[dict]) -> str:
+    """:func:`schedules_table`'s rows as a Markdown table."""
+    ratio = all(r["ratio_min"] == r["ratio_max"] for r in table)
+    head = "| sampler | setting | mean calls (sd) | W2 | " + ("var/s^2" if ratio else "var_i/S_ii, min..max")
+    lines = [head + " | W2 to its fine chain |", "|---|---|---|---|---|---|"]
+    for r in table:
+        calls = f"{r['calls']:.1f}" + (f" ({r['calls_sd']:.1f})" if r["calls_sd"] > 0 else "")
+        rat = f"{r['ratio_min']:.4g}" if ratio else f"{r['ratio_min']:.4g}..{r['ratio_max']:.4g}"
+        fine = "" if math.isnan(r["w2_fine"]) else f"{r['w2_fine']:.4g}"
+        lines.append(f"| {r['label']} | {r['setting']} | {calls} | {r['w2']:.4g} | {rat} | {fine} |")
+    return "\n".join(lines)
+
+
+def _best_line(table: list[dict], budget: float, variance: str, data: str, schedule: DiffusionSchedule) -> str:
+    """The PM-DDPM row (``variance``) with the smallest W2 within ``budget`` mean calls, against DDPM's full chain.
+
+    For 1-D data the four rows with the smallest W2 of their moments are ranked by the W2 of the mixture
+    they are (:func:`pm_mixture_w2`); for ``d > 1`` by the moments' W2 (a lower bound)."""
+    pm = sorted((r for r in table if r["name"] == f"pm_ddpm_{variance}" and r["calls"] <= budget), key=lambda r: r["w2"])
+    ref = next(r for r in table if r["name"] == f"ddpm_{variance}")
+    if not pm:
+        return f"no PM-DDPM ({variance}) row within {budget:g} calls"
+    m, S = SCHEDULE_DATA[data]
+    if m.size == 1:
+        mixed = [(pm_mixture_w2(r["name"], m, S, schedule, **r["kw"]), r) for r in pm[:4]]
+        (w2, se), best = min(mixed, key=lambda p: p[0][0])
+        what = f"W2 {w2:.4g} +- {se:.2g} (mixture; moments {best['w2']:.4g})"
+        verdict = "within" if w2 <= ref["w2"] else f"{w2 / ref['w2']:.2f}x"
+    else:
+        best = pm[0]
+        w2, what = best["w2"], f"W2 >= {best['w2']:.4g} (moments)"
+        verdict = "the lower bound is within" if w2 <= ref["w2"] else f"at least {w2 / ref['w2']:.2f}x"
+    return (f"best PM-DDPM ({variance}) within {budget:g} calls: {best['label']}, {best['setting']} ({best['calls']:.1f} "
+            f"calls): {what} vs DDPM full chain ({variance}) {ref['w2']:.4g}: {verdict}")
+
+
 def main(argv=None) -> int:
     import argparse
+    import time
 
     parser = argparse.ArgumentParser(prog="metrics.diffusion_laws.main",
-                                     description="Exact W2 and variance ratios of the diffusion samplers on 1-D Gaussian data.")
+                                     description="Exact W2 and variance ratios of the diffusion samplers on Gaussian data.")
     parser.add_argument("--mean", type=float, default=0.0, help="the data mean m (default 0)")
     parser.add_argument("--stds", type=str, default="0.3,0.05", help="data standard deviations s (default 0.3,0.05)")
     parser.add_argument("--start", choices=("marginal", "prior"), default="marginal",
                         help="x_T ~ p_T (marginal, as the lab starts; default) or N(0, I) (prior)")
+    parser.add_argument("--schedules", action="store_true",
+                        help="print the PM-DDPM block schedules and corrections at matched calls instead")
+    parser.add_argument("--data", type=str, default=",".join(SCHEDULE_DATA),
+                        help=f"with --schedules: data laws among {', '.join(SCHEDULE_DATA)} (default all)")
     args = parser.parse_args(argv)
-    stds = tuple(float(v) for v in args.stds.split(","))
     schedule = DiffusionSchedule()
-    print(f"data N({args.mean:g}, s^2), default schedule (linear {schedule.beta_start:g} .. {schedule.beta_end:g}, "
-          f"T = {schedule.T}), start x_T ~ {'p_T' if args.start == 'marginal' else 'N(0, 1)'}")
+    where = (f"default schedule (linear {schedule.beta_start:g} .. {schedule.beta_end:g}, T = {schedule.T}), "
+             f"start x_T ~ {'p_T' if args.start == 'marginal' else 'N(0, I)'}")
+    if args.schedules:
+        for data in args.data.split(","):
+            t0 = time.perf_counter()
+            table = schedules_table(data, schedule, start=args.start)
+            print(f"data {data} (mean 0), {where}")
+            print(format_schedules_table(table))
+            for budget in (50, 80):
+                for variance in VARIANCES:
+                    print(_best_line(table, budget, variance, data, schedule))
+            print(f"({time.perf_counter() - t0:.1f} s)\n")
+        return 0
+    stds = tuple(float(v) for v in args.stds.split(","))
+    print(f"data N({args.mean:g}, s^2), {where}")
     print(format_mechanism_table(mechanism_table(stds, args.mean, schedule, start=args.start), stds))
     print()
     for s in stds:

@@ -45,6 +45,23 @@ chain as the fine scheme, ``K`` fine steps per coarse step (the last block is sh
 factor ``k``, so every block is an unbiased Poisson-midpoint step), through the one engine of
 :mod:`samplers.poisson` (:class:`DDPMScheme`).  Calls per sample are random: ``1 + #selections``
 per block, mean ``sum_blocks (2 - 1/k)`` (about ``2 T / K``).
+
+Block schedules (:func:`pm_schedule`, ``block_schedule=``): ``"uniform"`` (the blocks above);
+``"stiffness"``: from ``t = T`` down, each block as long as possible up to ``K`` while
+``k max_{t in block} beta_t L_t <= level``, with ``L_t`` an estimate of the Lipschitz constant of
+the score ``∇ log p_t`` (``L_t = Lip(eps_hat(., t)) / sqrt(1 - abar_t)`` for a noise-prediction
+network; from the data's smallest variance ``v``, ``L_t <= 1 / (abar_t v + 1 - abar_t)``:
+:func:`score_lipschitz_bound`).  One fine step is ``x -> (x + beta_t ∇ log p_t(x)) / sqrt(alpha_t)``
+plus noise, so ``beta_t L_t`` is the drift's Lipschitz constant relative to the linear part and
+``k beta_t L_t`` that of a block's frozen drift.  ``"hybrid"``: uniform blocks of ``K`` from
+``T`` down to ``t_switch``, then DDPM steps (one call each, the exact posterior step) from
+``t_switch`` to 0: every timestep, or ``tail_steps`` uniformly strided ones.
+
+Corrections (``correction=``): ``"bernoulli"`` (above: ``H_i ~ Bernoulli(1/k)``, weight ``k``);
+``"one"``: exactly one fine index ``I`` per block, uniform on ``1..k-1``, weight ``k - 1`` (2 calls
+per block of ``k >= 2``, always); ``"one_linear"``: one index with ``P(I = i) = 2 i / (k (k - 1))``,
+weight ``1 / P(I = i)``.  Every form adds ``M_i Phi(k, i+1) G_i (eps_hat(Y_i) - eps_hat(X))`` at
+fine index ``i`` with ``E M_i = 1``, so every block is unbiased for the fine chain's drift.
 """
 
 from __future__ import annotations
@@ -53,20 +70,26 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from tqdm import trange
 
 from . import poisson
-from ._common import check_positive_int, gaussian, nonfinite_rows
+from ._common import check_positive_int, gaussian, nonfinite_rows, uniform
 
 __all__ = ["DiffusionResult", "DDPMScheme", "strided_timesteps", "ddpm", "ddim", "dpm_solver_pp", "pm_ddpm",
            "ddpm_update", "ddim_update",
-           "pm_blocks", "expected_pm_nfe", "DIFFUSION_SAMPLERS", "sample", "VARIANCES", "SPACINGS"]
+           "pm_blocks", "expected_pm_nfe", "DIFFUSION_SAMPLERS", "sample", "VARIANCES", "SPACINGS",
+           "PMBlock", "PM_BLOCK_SCHEDULES", "PM_CORRECTIONS", "DEFAULT_LEVEL", "pm_schedule", "pm_calls",
+           "score_lipschitz_bound", "midpoint_probabilities"]
 
 VARIANCES = ("small", "large")
 SPACINGS = ("uniform", "logsnr")
+PM_BLOCK_SCHEDULES = ("uniform", "stiffness", "hybrid")
+PM_CORRECTIONS = ("bernoulli", "one", "one_linear")
+#: the stiffness schedule's default level ``c`` (``k beta_t L_t <= c``), see docs/diffusion_laws.md
+DEFAULT_LEVEL = 0.5
 
 
 @dataclass
@@ -419,32 +442,258 @@ def expected_pm_nfe(T: int, K: int) -> float:
     return float(sum(1.0 + (k - 1) / k for _, k in pm_blocks(T, K)))
 
 
-def pm_ddpm(model, x, schedule, *, K, variance="small", engine="fast", generator=None, callback=None,
-            disable=True) -> DiffusionResult:
+class PMBlock(NamedTuple):
+    """One step of a PM-DDPM block schedule, ``t_top -> t_top - k``.
+
+    ``mode="pm"``: a Poisson-midpoint block of ``k`` fine DDPM steps (``k = 1`` is one DDPM step);
+    ``mode="ddpm"``: one DDPM step ``t_top -> t_top - k`` (strided when ``k > 1``), one call.
+    """
+
+    t_top: int
+    k: int
+    mode: str = "pm"
+
+
+def _check_real_option(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def score_lipschitz_bound(schedule, min_var) -> torch.Tensor:
+    """``L_t = 1 / (abar_t v + 1 - abar_t)``, ``[T + 1]`` float64 (index ``t``), for the smallest data variance
+    ``v = min_var``.
+
+    For Gaussian data ``N(m, S)`` it is the Lipschitz constant of ``∇ log p_t`` exactly (``v`` the smallest
+    eigenvalue of ``S``); for a Gaussian mixture (``v`` the smallest eigenvalue of any component) it bounds
+    the contracting side, ``-∇² log p_t <= L_t I``, not the expanding one between modes.
+    """
+    v = _check_real_option(min_var, "min_var")
+    abar = schedule.alphas_cumprod
+    return 1.0 / (abar * v + (1.0 - abar))
+
+
+def _lipschitz_table(schedule, min_var, lipschitz) -> torch.Tensor:
+    if (min_var is None) == (lipschitz is None):
+        raise ValueError("block_schedule='stiffness' needs exactly one of min_var (the data's smallest variance) "
+                         "or lipschitz (L_t per timestep, [T + 1])")
+    if lipschitz is None:
+        return score_lipschitz_bound(schedule, min_var)
+    try:
+        L = torch.as_tensor(lipschitz, dtype=torch.float64).reshape(-1).cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"lipschitz must be an array of numbers [T + 1], got {type(lipschitz).__name__} ({exc})") from None
+    if L.numel() != schedule.T + 1:
+        raise ValueError(f"lipschitz must have T + 1 = {schedule.T + 1} entries (index t), got {L.numel()}")
+    if not torch.isfinite(L[1:]).all() or (L[1:] < 0).any():
+        raise ValueError("lipschitz must be finite and >= 0 at t = 1..T")
+    return L
+
+
+def _check_K(K, T: int) -> int:
+    K = check_positive_int(K, "K", 1)
+    if K > T:
+        raise ValueError(f"K must be at most T={T}, got {K}")
+    return K
+
+
+def _tail_timesteps(t_switch: int, steps: int) -> list:
+    """``[t_switch, ..., 0]``: ``steps`` DDPM steps from ``t_switch`` to 0, uniformly strided as
+    :func:`strided_timesteps` strides ``T``."""
+    if steps == 1:
+        return [t_switch, 0]
+    ts = [int(round(1 + (t_switch - 1) * (i - 1) / (steps - 1))) for i in range(1, steps + 1)]
+    return list(reversed(ts)) + [0]
+
+
+def pm_schedule(schedule, K, block_schedule: str = "uniform", *, level=None, min_var=None, lipschitz=None,
+                t_switch=None, tail_steps=None) -> list:
+    """The blocks (:class:`PMBlock`) of PM-DDPM under ``block_schedule``, from ``T`` down to 0 (module docstring).
+
+    ``"uniform"``: :func:`pm_blocks`.  ``"stiffness"``: walking from ``t = T``, the longest block
+    ``k <= K`` with ``k max_{t in block} beta_t L_t <= level`` (default :data:`DEFAULT_LEVEL`), at least
+    one step; ``L_t`` from ``min_var`` (:func:`score_lipschitz_bound`) or given as ``lipschitz``
+    (``[T + 1]``, index ``t``).  ``"hybrid"``: blocks of ``K`` from ``T`` to ``t_switch`` (the last one
+    shorter to land on it), then ``mode="ddpm"`` steps to 0: every timestep (``tail_steps=None``) or
+    ``tail_steps`` strided ones.  Settings a schedule does not take, or bad values, raise ValueError.
+    """
+    from targets.diffusion import DiffusionSchedule
+
+    if not isinstance(schedule, DiffusionSchedule):
+        raise ValueError(f"schedule must be a targets.diffusion.DiffusionSchedule, got {type(schedule).__name__}")
+    T = schedule.T
+    if not isinstance(block_schedule, str) or block_schedule not in PM_BLOCK_SCHEDULES:
+        raise ValueError(f"block_schedule must be one of {', '.join(PM_BLOCK_SCHEDULES)}, got {block_schedule!r}")
+    K = _check_K(K, T)
+    given = {n for n, v in dict(level=level, min_var=min_var, lipschitz=lipschitz, t_switch=t_switch,
+                                tail_steps=tail_steps).items() if v is not None}
+    takes = {"uniform": set(), "stiffness": {"level", "min_var", "lipschitz"}, "hybrid": {"t_switch", "tail_steps"}}
+    extra = sorted(given - takes[block_schedule])
+    if extra:
+        raise ValueError(f"block_schedule={block_schedule!r} takes no {', '.join(extra)}")
+    if block_schedule == "uniform":
+        return [PMBlock(t, k) for t, k in pm_blocks(T, K)]
+    if block_schedule == "stiffness":
+        c = DEFAULT_LEVEL if level is None else _check_real_option(level, "level")
+        L = _lipschitz_table(schedule, min_var, lipschitz)
+        stiff = (schedule.betas * L).tolist()  # beta_t L_t, index t
+        out, t = [], T
+        while t > 0:
+            k, top = 1, stiff[t]
+            while k < min(K, t):
+                nxt = max(top, stiff[t - k])
+                if (k + 1) * nxt > c:
+                    break
+                k, top = k + 1, nxt
+            out.append(PMBlock(t, k))
+            t -= k
+        return out
+    if t_switch is None:
+        raise ValueError("block_schedule='hybrid' needs t_switch (the timestep below which DDPM steps run)")
+    if isinstance(t_switch, bool) or not isinstance(t_switch, numbers.Integral) or not 1 <= int(t_switch) <= T:
+        raise ValueError(f"t_switch must be an integer in 1..T={T}, got {t_switch!r}")
+    t_switch = int(t_switch)
+    if tail_steps is not None:
+        if isinstance(tail_steps, bool) or not isinstance(tail_steps, numbers.Integral) \
+                or not 1 <= int(tail_steps) <= t_switch:
+            raise ValueError(f"tail_steps must be an integer in 1..t_switch={t_switch}, got {tail_steps!r}")
+    out, t = [], T
+    while t > t_switch:
+        k = min(K, t - t_switch)
+        out.append(PMBlock(t, k))
+        t -= k
+    ts = _tail_timesteps(t_switch, t_switch if tail_steps is None else int(tail_steps))
+    return out + [PMBlock(a, a - b, "ddpm") for a, b in zip(ts, ts[1:])]
+
+
+def _check_correction(correction) -> str:
+    if not isinstance(correction, str) or correction not in PM_CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(PM_CORRECTIONS)}, got {correction!r}")
+    return correction
+
+
+def midpoint_probabilities(k: int, correction: str) -> torch.Tensor:
+    """``P(I = i)`` for ``i = 1..k-1`` (``[k - 1]`` float64) of a one-midpoint correction in a block of ``k >= 2``:
+    uniform (``"one"``) or ``2 i / (k (k - 1))`` (``"one_linear"``); the weight of index ``i`` is ``1 / P(I = i)``."""
+    i = torch.arange(1, k, dtype=torch.float64)
+    if correction == "one":
+        return torch.full((k - 1,), 1.0 / (k - 1), dtype=torch.float64)
+    if correction == "one_linear":
+        return i / i.sum()
+    raise ValueError(f"midpoint_probabilities takes correction 'one' or 'one_linear', got {correction!r}")
+
+
+def pm_calls(blocks, correction: str = "bernoulli") -> tuple:
+    """``(mean, variance)`` of the network calls per sample over ``blocks`` (:func:`pm_schedule`).
+
+    A ``"ddpm"`` step or a block of ``k = 1``: 1 call.  A PM block of ``k >= 2``: ``1 + Binomial(k - 1, 1/k)``
+    (``"bernoulli"``: mean ``2 - 1/k``, variance ``(k - 1)/k (1 - 1/k)``) or exactly 2 (``"one"``, ``"one_linear"``).
+    """
+    correction = _check_correction(correction)
+    mean = var = 0.0
+    for _, k, mode in blocks:
+        if mode == "pm" and k > 1:
+            if correction == "bernoulli":
+                mean += 1.0 + (k - 1) / k
+                var += (k - 1) / k * (1.0 - 1.0 / k)
+            else:
+                mean += 2.0
+        else:
+            mean += 1.0
+    return float(mean), float(var)
+
+
+def _draw_midpoint(generator, probs: torch.Tensor, n: int, device) -> torch.Tensor:
+    """``[n]`` int64 indices in ``1..k-1`` with ``P(I = i) = probs[i - 1]`` (inverse CDF of float64 uniforms)."""
+    u = uniform(generator, n, dtype=torch.float64, device=device)
+    cdf = torch.cumsum(probs, 0).to(device)
+    cdf[-1] = 1.0
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.numel() - 1) + 1
+
+
+def _midpoint_step(generator, x, scheme: DDPMScheme, probs: torch.Tensor, engine: str):
+    """One block of ``k >= 2`` fine steps with exactly one midpoint per chain, ``I ~ probs`` (module docstring):
+
+        X_k = Y_k + Phi(k, I+1) G_I w_I (eps_hat(Y_I) - eps_hat(X)),   w_I = 1 / P(I),
+
+    ``Y`` the interpolant (drift frozen at ``X``) with the path's own Gaussians.  ``engine="fast"``: ``Y_I``
+    and ``Y_k`` from the scheme's closed forms (noise to ``I``, then the fresh noise from ``I`` to ``k``);
+    ``"reference"``: the plain loop over the fine steps.  Draws: the indices, then the Gaussians.
+    Returns ``(x_new, calls [n])`` (2 per chain)."""
+    n, k = x.shape[0], scheme.K
+    idx = _draw_midpoint(generator, probs, n, x.device)
+    weight = (1.0 / probs).to(x.device)[idx - 1]
+    evals = torch.full((n,), 2, dtype=torch.int64, device=x.device)
+    g0 = scheme.evaluate(x, 0)
+    if engine == "reference":
+        y = xp = x
+        for i in range(k):
+            g = g0
+            if i > 0:
+                rows = (idx == i).nonzero().squeeze(-1)
+                if rows.numel() > 0:
+                    delta = scheme.evaluate(y[rows], i) - g0[rows]
+                    g = g0.index_add(0, rows, delta * scheme._col(weight[rows]))
+            z = gaussian(generator, tuple(x.shape), dtype=x.dtype, device=x.device)
+            xp = scheme.fine_step(xp, g, i, z)
+            y = scheme.fine_step(y, g0, i, z)
+        return xp, evals
+    zero, end = torch.zeros_like(idx), torch.full_like(idx, k)
+    w = scheme.fresh_noise(zero, idx, generator)  # the interpolant's noise at I
+    y = scheme.frozen_mean(x, g0, idx) + w
+    g = scheme.evaluate(y, idx)
+    x_end = scheme.end_mean(x, g0) + scheme.propagate(w, idx, end) + scheme.fresh_noise(idx, end, generator)
+    coef = torch.exp(scheme._L[k] - scheme._L[idx + 1]) * scheme._G[idx] * weight
+    return x_end + (g - g0) * scheme._col(coef), evals
+
+
+def pm_ddpm(model, x, schedule, *, K, variance="small", engine="fast", block_schedule="uniform",
+            correction="bernoulli", level=None, min_var=None, lipschitz=None, t_switch=None, tail_steps=None,
+            generator=None, callback=None, disable=True) -> DiffusionResult:
     """Poisson-midpoint DDPM over the full ``T``-step DDPM chain, ``K`` fine steps per coarse step.
 
     ``engine="fast"``: :func:`samplers.poisson.fast_step` (K-independent, exact in law);
     ``"reference"``: :func:`samplers.poisson.reference_step` (the plain loop over fine steps).
     ``K = 1`` is DDPM (``variance`` as given) step for step.
+
+    ``block_schedule`` (``"uniform"``, ``"stiffness"``, ``"hybrid"``) with its settings ``level``,
+    ``min_var``, ``lipschitz`` (stiffness) and ``t_switch``, ``tail_steps`` (hybrid): :func:`pm_schedule`;
+    ``K`` is then the longest block.  ``correction`` (``"bernoulli"``, ``"one"``, ``"one_linear"``): the
+    module docstring.  The uniform schedule with the Bernoulli correction is the sampler above, draw for
+    draw.  Mean and variance of the calls: :func:`pm_calls`.
     """
     _check_inputs(model, x, schedule)
     variance = _check_variance(variance)
-    K = check_positive_int(K, "K", 1)
-    if K > schedule.T:
-        raise ValueError(f"K must be at most T={schedule.T}, got {K}")
+    K = _check_K(K, schedule.T)
     if engine not in ("fast", "reference"):
         raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
+    correction = _check_correction(correction)
+    blocks = pm_schedule(schedule, K, block_schedule, level=level, min_var=min_var, lipschitz=lipschitz,
+                         t_switch=t_switch, tail_steps=tail_steps)
     step = poisson.fast_step if engine == "fast" else poisson.reference_step
-    blocks = pm_blocks(schedule.T, K)
     nfe = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
     for b in trange(len(blocks), disable=disable, desc=f"pm_ddpm[K={K}]"):
-        t_top, k = blocks[b]
-        scheme = DDPMScheme(model, schedule, t_top, k, variance, x.shape[1], x.device, x.dtype)
-        x, evals = step(generator, x, scheme)
-        nfe += evals
+        t_top, k, mode = blocks[b]
+        if mode == "ddpm":
+            eps = model(x, torch.full((x.shape[0],), t_top, dtype=torch.int64, device=x.device))
+            x = ddpm_update(x, eps, schedule, t_top, t_top - k, variance, generator)
+            nfe += 1
+        else:
+            scheme = DDPMScheme(model, schedule, t_top, k, variance, x.shape[1], x.device, x.dtype)
+            if correction == "bernoulli" or k == 1:
+                x, evals = step(generator, x, scheme)
+            else:
+                x, evals = _midpoint_step(generator, x, scheme, midpoint_probabilities(k, correction), engine)
+            nfe += evals
         if callback is not None:
-            callback({"x": x, "i": b, "t": t_top, "s": t_top - k, "nfe": nfe})
-    return _finish("pm_ddpm", x, nfe, dict(K=K, variance=variance, engine=engine, blocks=len(blocks)))
+            callback({"x": x, "i": b, "t": t_top, "s": t_top - k, "mode": mode, "nfe": nfe})
+    settings = dict(K=K, variance=variance, engine=engine, blocks=len(blocks), block_schedule=block_schedule,
+                    correction=correction)
+    settings.update({n: v for n, v in dict(level=level, min_var=min_var, t_switch=t_switch,
+                                           tail_steps=tail_steps).items() if v is not None})
+    if lipschitz is not None:
+        settings["lipschitz"] = "given"
+    return _finish("pm_ddpm", x, nfe, settings)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -475,7 +724,8 @@ def sample(name: str, model, x, schedule, *, steps=None, K=None, spacing="unifor
            generator=None, callback=None, disable=True, **kw) -> DiffusionResult:
     """Run the sampler ``name`` (one of :data:`DIFFUSION_SAMPLERS`) from ``x`` at ``t = T``.
 
-    ``steps`` for the strided samplers, ``K`` for the Poisson-midpoint ones; the generator is
+    ``steps`` for the strided samplers, ``K`` for the Poisson-midpoint ones (which also take
+    ``block_schedule``, ``correction`` and their settings, :func:`pm_ddpm`, as keywords); the generator is
     ``torch.Generator(x.device).manual_seed(seed)`` unless one is given.
     """
     if name not in DIFFUSION_SAMPLERS:
