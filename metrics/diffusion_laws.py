@@ -106,7 +106,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from samplers.diffusion import (PM_CORRECTIONS, SPACINGS, VARIANCES, PMBlock, midpoint_probabilities,
+from samplers.diffusion import (PM_CORRECTIONS, SPACINGS, VARIANCES, PMBlock, dpm_pp_update, midpoint_probabilities,
                                 pm_blocks, pm_calls, pm_schedule, strided_timesteps)
 from targets.diffusion import DiffusionSchedule
 from targets.validation import as_float64_cpu, check_int, check_spd
@@ -351,29 +351,7 @@ def _dpmpp(e: _Eigen, ts: list, mean, cov, order: int):
         eps = q * x
         eps[1] += o
         x0 = (x - math.sqrt(1.0 - ab_t) * eps) / math.sqrt(ab_t)
-        if s == 0:
-            x = x0
-        else:
-            ab_s = float(e.abar[s])
-            alpha_s, ratio = math.sqrt(ab_s), math.sqrt((1.0 - ab_s) / (1.0 - ab_t))
-            lt, ls = float(e.lambdas[t]), float(e.lambdas[s])
-            h = ls - lt
-            em1 = math.expm1(-h)
-            k = min(order, len(hist) + 1)
-            if k == 1:
-                x = ratio * x - alpha_s * em1 * x0
-            elif k == 2:
-                r = (lt - hist[-1][0]) / h
-                D = (1.0 + 0.5 / r) * x0 - (0.5 / r) * hist[-1][1]
-                x = ratio * x - alpha_s * em1 * D
-            else:
-                (l2, m2), (l1, m1) = hist[-2], hist[-1]
-                r0, r1 = (lt - l1) / h, (l1 - l2) / h
-                D1_0, D1_1 = (x0 - m1) / r0, (m1 - m2) / r1
-                D1 = D1_0 + r0 / (r0 + r1) * (D1_0 - D1_1)
-                D2 = (D1_0 - D1_1) / (r0 + r1)
-                x = (ratio * x - alpha_s * em1 * x0 + alpha_s * (em1 / h + 1.0) * D1
-                     - alpha_s * ((em1 + h) / h**2 - 0.5) * D2)
+        x = dpm_pp_update(x, x0, hist, e.abar, e.lambdas, t, s, order)
         hist = (hist + [(float(e.lambdas[t]), x0)])[-2:]
     a, c = x
     return a * mean + c, np.outer(a, a) * cov

@@ -299,6 +299,35 @@ def ddim(model, x, schedule, *, steps=None, timesteps=None, spacing="uniform", e
     return _one_call_per_step("ddim", model, x, ts, update, callback, disable, dict(eta=eta))
 
 
+def dpm_pp_update(x, x0, hist: list, abar, lam, t: int, s: int, order: int):
+    """One DPM-Solver++ multistep update ``t -> s`` (module docstring) from the state ``x``, its
+    ``x0_hat`` and ``hist``, the ``(lambda, x0_hat)`` of up to two previous steps (newest last).
+    Linear in ``x``, ``x0`` and the history, with scalar coefficients, so it applies as well to
+    tensors as to any array that represents them linearly (:mod:`metrics.diffusion_laws` passes
+    affine coefficients)."""
+    if s == 0:  # lambda_0 = +inf: the first-order step is x_0 = x0_hat
+        return x0
+    ab_t, ab_s = float(abar[t]), float(abar[s])
+    alpha_s, ratio = math.sqrt(ab_s), math.sqrt((1.0 - ab_s) / (1.0 - ab_t))
+    lt, ls = float(lam[t]), float(lam[s])
+    h = ls - lt
+    em1 = math.expm1(-h)  # e^{-h} - 1
+    k = min(order, len(hist) + 1)
+    if k == 1:
+        return ratio * x - alpha_s * em1 * x0
+    if k == 2:
+        r = (lt - hist[-1][0]) / h
+        D = (1.0 + 0.5 / r) * x0 - (0.5 / r) * hist[-1][1]
+        return ratio * x - alpha_s * em1 * D
+    (l2, m2), (l1, m1) = hist[-2], hist[-1]
+    r0, r1 = (lt - l1) / h, (l1 - l2) / h
+    D1_0, D1_1 = (x0 - m1) / r0, (m1 - m2) / r1
+    D1 = D1_0 + r0 / (r0 + r1) * (D1_0 - D1_1)
+    D2 = (D1_0 - D1_1) / (r0 + r1)
+    return (ratio * x - alpha_s * em1 * x0 + alpha_s * (em1 / h + 1.0) * D1
+            - alpha_s * ((em1 + h) / h**2 - 0.5) * D2)
+
+
 def dpm_solver_pp(model, x, schedule, *, steps=None, timesteps=None, spacing="uniform", order=2,
                   callback=None, disable=True) -> DiffusionResult:
     """DPM-Solver++ multistep of order 1, 2 (2M) or 3 (3M), data prediction (module docstring)."""
@@ -315,29 +344,7 @@ def dpm_solver_pp(model, x, schedule, *, steps=None, timesteps=None, spacing="un
         ab_t = float(abar[t])
         eps = calls(x, t)
         x0 = (x - math.sqrt(1.0 - ab_t) * eps) / math.sqrt(ab_t)
-        if s == 0:  # lambda_0 = +inf: the first-order step is x_0 = x0_hat
-            x = x0
-        else:
-            ab_s = float(abar[s])
-            alpha_s, ratio = math.sqrt(ab_s), math.sqrt((1.0 - ab_s) / (1.0 - ab_t))
-            lt, ls = float(lam[t]), float(lam[s])
-            h = ls - lt
-            em1 = math.expm1(-h)  # e^{-h} - 1
-            k = min(order, len(hist) + 1)
-            if k == 1:
-                x = ratio * x - alpha_s * em1 * x0
-            elif k == 2:
-                r = (lt - hist[-1][0]) / h
-                D = (1.0 + 0.5 / r) * x0 - (0.5 / r) * hist[-1][1]
-                x = ratio * x - alpha_s * em1 * D
-            else:
-                (l2, m2), (l1, m1) = hist[-2], hist[-1]
-                r0, r1 = (lt - l1) / h, (l1 - l2) / h
-                D1_0, D1_1 = (x0 - m1) / r0, (m1 - m2) / r1
-                D1 = D1_0 + r0 / (r0 + r1) * (D1_0 - D1_1)
-                D2 = (D1_0 - D1_1) / (r0 + r1)
-                x = (ratio * x - alpha_s * em1 * x0 + alpha_s * (em1 / h + 1.0) * D1
-                     - alpha_s * ((em1 + h) / h**2 - 0.5) * D2)
+        x = dpm_pp_update(x, x0, hist, abar, lam, t, s, order)
         hist = (hist + [(float(lam[t]), x0)])[-2:]
         if callback is not None:
             callback({"x": x, "i": i, "t": t, "s": s, "x0_hat": x0})
