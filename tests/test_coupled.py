@@ -154,12 +154,14 @@ def test_the_rate_sweep_coupled_metric_matches_the_exact_laws(tmp_path, capsys):
     assert "'mala'" in err and "coupled_weak" in err and len(err.strip().splitlines()) == 1
 
 
-def test_rlmc_coupled_keeps_its_law_and_its_weak_error_matches_the_exact_laws(setting):
+@pytest.mark.parametrize("eta", [0.3, 0.15, 0.075])
+def test_rlmc_coupled_keeps_its_law_and_its_weak_error_matches_the_exact_laws(setting, eta):
     """RLMC's midpoint W(u eta) comes from the fine path by a Brownian bridge: the coupled RLMC chain
     must have RLMC's exact law (E|X|^2, independent-chain SE), and the coupled weak error of |x|^2
-    against the extrapolated reference must equal the exact laws' difference within 4.5 SE."""
+    against the extrapolated reference must equal the exact laws' difference within 4.5 SE, at
+    three step sizes."""
     t, x0, start = setting
-    eta, steps, R = 0.2, 8, 4
+    steps, R = int(round(1.5 / eta)), 4
     r = coupled_run("rlmc", t, N, steps, eta, refine=R, x0=x0, seed=21, half_reference=True)
     law = exact_law("rlmc", t, steps, eta, **start)
     v = (r.x**2).sum(-1)
@@ -168,7 +170,8 @@ def test_rlmc_coupled_keeps_its_law_and_its_weak_error_matches_the_exact_laws(se
     ref = 2 * _m2(exact_law("lmc", t, steps * R, eta / R, **start)) - _m2(exact_law("lmc", t, steps * R // 2, 2 * eta / R, **start))
     m = coupled_weak_error(r.x, r.x_ref, lambda z: (z**2).sum(-1), x_ref_coarse=r.x_ref_half)
     assert abs(m.value - (_m2(law) - ref)) < 4.5 * m.se, (m.value, _m2(law) - ref, m.se)
-    assert m.extra["variance_reduction"] > 4.0
+    # coupling pays once eta L <= 0.75 (L = 5); at eta L = 1.5 the strong error is large
+    assert m.extra["variance_reduction"] > (4.0 if eta * 5.0 <= 0.75 else 1.0)
 
 
 def test_plmc_selection_control_is_mean_zero_and_reduces_variance(setting):
